@@ -1,0 +1,42 @@
+# digest: `make run` sets up and serves the demo; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 5000
+
+.PHONY: run test bench lint install install-test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+run: install
+	$(BIN)/digest init
+	$(BIN)/digest ingest
+	$(BIN)/digest build
+	$(BIN)/digest serve --host $(HOST) --port $(PORT)
+
+test: install-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install-test
+	$(BIN)/python -m bench
+
+lint: install-test
+	$(BIN)/ruff check digest tests bench config.py
+	$(BIN)/ruff format --check digest tests bench config.py
+
+clean:
+	rm -rf $(VENV) instance/digest.db instance/outbox

@@ -1,0 +1,102 @@
+"""digest: a self-hosted daily news digest (ingest, understand, compose, render, mail)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot work; the message says what to set."""
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application: layered config, extensions, blueprints, CLI. No I/O."""
+    from config import CONFIGS
+
+    app = Flask(
+        __name__,
+        instance_path=(config or {}).get("INSTANCE_PATH")
+        or os.environ.get("DIGEST_INSTANCE_PATH")
+        or str(PROJECT_ROOT / "instance"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        static_folder=str(PROJECT_ROOT / "static"),
+    )
+    env_name = (config or {}).get("ENV_NAME") or os.environ.get("DIGEST_ENV", "development")
+    if env_name not in CONFIGS:
+        raise ConfigError(
+            f"DIGEST_ENV={env_name!r} is not one of {', '.join(CONFIGS)}; "
+            "set DIGEST_ENV to one of them."
+        )
+    app.config.from_object(CONFIGS[env_name])
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("DIGEST")
+    if config:
+        app.config.update(config)
+    _finish_config(app)
+
+    from digest.extensions import babel, csrf, db, limiter, login, migrate
+
+    db.init_app(app)
+    # Batch mode lets Alembic alter SQLite tables (it copies them) as well as PostgreSQL ones.
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login.init_app(app)
+    babel.init_app(app, locale_selector=_select_locale)
+
+    from digest import models  # noqa: F401  (registers the tables on db.metadata)
+    from digest.web import admin, public
+
+    app.register_blueprint(public.bp)
+    app.register_blueprint(admin.bp, url_prefix="/admin")
+
+    from digest.cli import register_commands
+
+    register_commands(app)
+    return app
+
+
+def _finish_config(app: Flask) -> None:
+    """Fill the defaults that depend on the instance folder and refuse unusable values."""
+    cfg = app.config
+    instance = Path(app.instance_path)
+    if not cfg.get("SECRET_KEY"):
+        raise ConfigError(
+            "SECRET_KEY is not set. Generate one with\n"
+            "  python -c 'import secrets; print(secrets.token_hex(32))'\n"
+            "and export it as DIGEST_SECRET_KEY (or put SECRET_KEY = '...' in "
+            f"{instance / 'config.py'})."
+        )
+    url = cfg.get("DATABASE_URL") or f"sqlite:///{instance / 'digest.db'}"
+    # psycopg 3 is the driver we ship; plain postgresql:// URLs would ask for psycopg2.
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    cfg["DATABASE_URL"] = url
+    cfg["SQLALCHEMY_DATABASE_URI"] = url
+    cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    cfg["MAIL_URL"] = cfg.get("MAIL_URL") or f"file://{instance / 'outbox'}"
+    cfg["SEED_DIR"] = cfg.get("SEED_DIR") or str(PROJECT_ROOT / "seeds")
+    cfg["RATELIMIT_STORAGE_URI"] = cfg.get("RATELIMIT_STORAGE_URL") or "memory://"
+    cfg["BABEL_DEFAULT_LOCALE"] = cfg.get("DEFAULT_LANGUAGE", "fr")
+    cfg["BABEL_TRANSLATION_DIRECTORIES"] = str(PROJECT_ROOT / "digest" / "translations")
+    cfg["PUBLIC_URL"] = str(cfg.get("PUBLIC_URL", "")).rstrip("/")
+
+
+def _select_locale() -> str:
+    """The reader's language: ?lang=, then the lang cookie, then Accept-Language."""
+    from flask import current_app, request
+
+    supported = list(current_app.config["LANGUAGES"])
+    for candidate in (request.args.get("lang"), request.cookies.get("lang")):
+        if candidate in supported:
+            return candidate
+    return request.accept_languages.best_match(supported) or current_app.config[
+        "DEFAULT_LANGUAGE"
+    ]

@@ -1,0 +1,51 @@
+"""The ``digest`` command: Flask's FlaskGroup over the app factory, one module per area."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup
+
+
+def register_commands(app: Flask) -> None:
+    """Attach every area's commands to ``app.cli`` (FlaskGroup lists them under ``digest``)."""
+    from digest.commands import editions, editors, ingest, mail, ops, subscribers, understand
+
+    for module in (ops, ingest, understand, editions, mail, subscribers, editors):
+        for command in module.COMMANDS:
+            app.cli.add_command(command)
+
+
+def _create_app() -> Flask:
+    from digest import create_app
+
+    return create_app()
+
+
+@click.group(
+    cls=FlaskGroup,
+    create_app=_create_app,
+    add_default_commands=False,
+    add_version_option=False,
+    load_dotenv=False,
+    set_debug_flag=False,
+)
+def cli() -> None:
+    """digest: gather the day's news, sort it, and email it to subscribers.
+
+    Configuration comes from config.py, then instance/config.py, then DIGEST_*
+    environment variables (DIGEST_DATABASE_URL, DIGEST_MAIL_URL, DIGEST_SECRET_KEY, ...).
+    """
+
+
+def main() -> None:
+    """Console-script entry point; configuration errors print a message, not a traceback."""
+    from digest import ConfigError
+
+    try:
+        cli.main(prog_name="digest")
+    except ConfigError as error:
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(2)

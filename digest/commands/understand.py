@@ -1,0 +1,7 @@
+"""`digest` commands for the understand area."""
+
+from __future__ import annotations
+
+import click
+
+COMMANDS: list[click.Command] = []

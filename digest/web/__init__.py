@@ -1,0 +1,1 @@
+"""Blueprints: the subscriber pages (public) and the editor's desk (admin)."""

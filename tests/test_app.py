@@ -1,0 +1,65 @@
+"""The application starts only with a usable configuration, and its schema is migrated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask import Flask
+
+from digest import ConfigError, create_app
+from digest.extensions import db
+from tests.conftest import make_test_app
+
+
+def test_production_without_secret_key_refuses_to_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="DIGEST_SECRET_KEY"):
+        create_app({"ENV_NAME": "production", "INSTANCE_PATH": str(tmp_path)})
+
+
+def test_unknown_environment_name_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="DIGEST_ENV"):
+        create_app({"ENV_NAME": "staging", "INSTANCE_PATH": str(tmp_path)})
+
+
+def test_environment_variables_override_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DIGEST_SEND_AT", "06:30")
+    monkeypatch.setenv("DIGEST_TIMEZONE", "Africa/Lagos")
+    app = create_app({"ENV_NAME": "testing", "INSTANCE_PATH": str(tmp_path)})
+    assert app.config["SEND_AT"] == "06:30"
+    assert app.config["TIMEZONE"] == "Africa/Lagos"
+    assert app.config["MAIL_URL"] == "memory://"
+
+
+def test_postgresql_urls_use_the_shipped_driver(tmp_path: Path) -> None:
+    app = make_test_app("postgresql://u@127.0.0.1/x", tmp_path)
+    assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg://")
+
+
+def test_init_builds_the_schema_the_models_describe(database_url: str, tmp_path: Path) -> None:
+    app = make_test_app(database_url, tmp_path)
+    with app.app_context():
+        db.drop_all()
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        result = app.test_cli_runner().invoke(args=["init"])
+        assert result.exit_code == 0, result.output
+        assert "Database ready" in result.output
+        # A second run is an upgrade with nothing to do.
+        assert app.test_cli_runner().invoke(args=["init"]).exit_code == 0
+        with db.engine.connect() as connection:
+            diff = compare_metadata(MigrationContext.configure(connection), db.metadata)
+        assert diff == [], "models changed without a migration: regenerate migrations/"
+        db.drop_all()
+        with db.engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        db.engine.dispose()
+
+
+def test_admin_and_public_blueprints_are_mounted(app: Flask) -> None:
+    blueprints = set(app.blueprints)
+    assert {"public", "admin"} <= blueprints
