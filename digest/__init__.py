@@ -85,7 +85,11 @@ def _finish_config(app: Flask) -> None:
     cfg["SEED_DIR"] = cfg.get("SEED_DIR") or str(PROJECT_ROOT / "seeds")
     cfg["RATELIMIT_STORAGE_URI"] = cfg.get("RATELIMIT_STORAGE_URL") or "memory://"
     cfg["BABEL_DEFAULT_LOCALE"] = cfg.get("DEFAULT_LANGUAGE", "fr")
-    cfg["BABEL_TRANSLATION_DIRECTORIES"] = str(PROJECT_ROOT / "digest" / "translations")
+    # Two gettext domains so the web pages ("messages") and the email ("email") keep
+    # separate catalogues in one folder.
+    translations = str(PROJECT_ROOT / "digest" / "translations")
+    cfg["BABEL_TRANSLATION_DIRECTORIES"] = f"{translations};{translations}"
+    cfg["BABEL_DOMAIN"] = "messages;email"
     cfg["PUBLIC_URL"] = str(cfg.get("PUBLIC_URL", "")).rstrip("/")
 
 
