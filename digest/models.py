@@ -240,3 +240,13 @@ class Correction(db.Model):
     old_category: Mapped[str | None] = mapped_column(String(20))
     new_category: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Heartbeat(db.Model):
+    """The last time a long-running process (e.g. the scheduler) said it was alive."""
+
+    __tablename__ = "heartbeats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    beat_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

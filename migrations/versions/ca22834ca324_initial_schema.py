@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 8031d2cd92b0
+Revision ID: ca22834ca324
 Revises: 
-Create Date: 2026-11-28 18:04:10.610275
+Create Date: 2026-11-28 18:09:44.535289
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '8031d2cd92b0'
+revision = 'ca22834ca324'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -61,6 +61,13 @@ def upgrade():
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_editors')),
     sa.UniqueConstraint('email', name=op.f('uq_editors_email'))
+    )
+    op.create_table('heartbeats',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('beat_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_heartbeats')),
+    sa.UniqueConstraint('name', name=op.f('uq_heartbeats_name'))
     )
     op.create_table('sources',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -168,6 +175,7 @@ def downgrade():
     op.drop_table('article_sources')
     op.drop_table('subscribers')
     op.drop_table('sources')
+    op.drop_table('heartbeats')
     op.drop_table('editors')
     with op.batch_alter_table('articles', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_articles_url'))
