@@ -92,6 +92,12 @@ def _finish_config(app: Flask) -> None:
     cfg["BABEL_DOMAIN"] = "messages;email"
     cfg["PUBLIC_URL"] = str(cfg.get("PUBLIC_URL", "")).rstrip("/")
 
+    from digest.calendar import newsroom_zone, parse_send_at
+
+    # Refused here, at start, rather than at 07:00 tomorrow when the scheduler first needs them.
+    newsroom_zone(cfg["TIMEZONE"])
+    parse_send_at(cfg["SEND_AT"])
+
 
 def _select_locale() -> str:
     """The reader's language: ?lang=, then the lang cookie, then Accept-Language."""

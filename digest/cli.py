@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 from flask import Flask
@@ -24,8 +25,16 @@ def _create_app() -> Flask:
     return create_app()
 
 
+class DigestGroup(FlaskGroup):
+    """FlaskGroup without Flask's own --app/--env-file/--debug options: digest knows its app."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.params = [p for p in self.params if p.name not in {"app", "env_file", "debug"}]
+
+
 @click.group(
-    cls=FlaskGroup,
+    cls=DigestGroup,
     create_app=_create_app,
     add_default_commands=False,
     add_version_option=False,

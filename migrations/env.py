@@ -11,7 +11,9 @@ logger = logging.getLogger("alembic.env")
 config = context.config
 target_db = current_app.extensions["migrate"].db
 engine = target_db.engine
-config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+config.set_main_option(
+    "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+)
 
 
 def process_revision_directives(context, revision, directives):  # type: ignore[no-untyped-def]
@@ -25,7 +27,11 @@ def process_revision_directives(context, revision, directives):  # type: ignore[
 
 def run_migrations_offline() -> None:
     """Emit SQL to stdout (``digest db upgrade --sql``)."""
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_db.metadata, literal_binds=True)
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_db.metadata,
+        literal_binds=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

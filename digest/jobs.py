@@ -1,0 +1,43 @@
+"""The daily pipeline: ingest → classify → compose → queue → deliver, as one service call."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DailyReport:
+    """What one run of the pipeline did, for logs and the command line."""
+
+    day: dt.date
+    ingest: Any = None
+    classified: int = 0
+    edition_id: int | None = None
+    queued: int = 0
+    delivery: Any = None
+    errors: list[str] = field(default_factory=list)
+
+
+def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: Any) -> DailyReport:
+    """Run one day's pipeline; safe to run twice (nobody receives an edition twice)."""
+    from digest.compose import compose_edition
+    from digest.ingest import ingest_locations
+    from digest.mail.delivery import deliver_pending, queue_edition
+    from digest.understand import classify_articles
+
+    report = DailyReport(day=day)
+    report.ingest = ingest_locations(session, None, now)
+    report.classified = classify_articles(session, now)
+    edition = compose_edition(session, day, now)
+    report.edition_id = edition.id
+    report.queued = queue_edition(session, edition, now)
+    report.delivery = deliver_pending(session, transport, now)
+    log.info("daily run for %s: edition %s, %d queued", day.isoformat(), edition.id, report.queued)
+    return report

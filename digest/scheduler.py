@@ -1,0 +1,88 @@
+"""APScheduler wiring: the daily pipeline at SEND_AT and the delivery poll.
+
+Started only by `digest serve` and `digest scheduler`, never by create_app: gunicorn
+workers and the reloader would otherwise each run the daily job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from flask import Flask
+
+from digest.calendar import newsroom_today, newsroom_zone, parse_send_at
+
+log = logging.getLogger(__name__)
+
+
+def daily_trigger(send_at: str, timezone: str) -> CronTrigger:
+    """Every day at ``send_at`` (HH:MM) in ``timezone``."""
+    hour, minute = parse_send_at(send_at)
+    return CronTrigger(hour=hour, minute=minute, timezone=newsroom_zone(timezone))
+
+
+def build_scheduler(app: Flask, *, blocking: bool, deliver: bool) -> BaseScheduler:
+    """A scheduler with the daily job (and, if ``deliver``, the delivery poll) for ``app``."""
+    zone = newsroom_zone(app.config["TIMEZONE"])
+    scheduler: BaseScheduler = (
+        BlockingScheduler(timezone=zone) if blocking else BackgroundScheduler(timezone=zone)
+    )
+    scheduler.add_job(
+        run_daily_job,
+        daily_trigger(app.config["SEND_AT"], app.config["TIMEZONE"]),
+        args=[app],
+        id="daily",
+        max_instances=1,
+        coalesce=True,
+        # A process that was down at SEND_AT still sends when it comes back within the hour.
+        misfire_grace_time=3600,
+    )
+    if deliver:
+        scheduler.add_job(
+            deliver_job,
+            "interval",
+            seconds=app.config.get("DELIVERY_POLL_SECONDS", 5),
+            args=[app],
+            id="deliver",
+            max_instances=1,
+            coalesce=True,
+        )
+    return scheduler
+
+
+def run_daily_job(app: Flask) -> None:
+    """Scheduled edge: read the clock, run the day's pipeline."""
+    from digest.extensions import db
+    from digest.jobs import run_daily
+    from digest.mail.transports import get_transport
+
+    now = dt.datetime.now(dt.UTC)
+    with app.app_context():
+        day = newsroom_today(app.config["TIMEZONE"], now)
+        try:
+            run_daily(db.session, day=day, now=now, transport=get_transport(app.config["MAIL_URL"]))
+        except Exception:
+            # The scheduler must outlive one bad morning; the error goes to the log.
+            log.exception("daily run for %s failed", day)
+            db.session.rollback()
+
+
+def deliver_job(app: Flask) -> None:
+    """Scheduled edge: send whatever is queued (confirmation mails, retries, digests)."""
+    from digest.extensions import db
+    from digest.mail.delivery import deliver_pending
+    from digest.mail.transports import get_transport
+
+    with app.app_context():
+        try:
+            deliver_pending(
+                db.session, get_transport(app.config["MAIL_URL"]), dt.datetime.now(dt.UTC)
+            )
+        except Exception:
+            log.exception("delivery poll failed")
+            db.session.rollback()

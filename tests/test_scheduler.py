@@ -1,0 +1,91 @@
+"""The daily job fires at SEND_AT in the newsroom's time zone; bad settings stop the start."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from click.testing import CliRunner
+
+from digest import ConfigError, create_app
+from digest.calendar import newsroom_today, parse_day
+from digest.cli import cli
+from digest.scheduler import build_scheduler, daily_trigger
+
+CASABLANCA = ZoneInfo("Africa/Casablanca")
+
+
+def test_daily_run_fires_at_send_at_in_the_newsroom_time_zone() -> None:
+    trigger = daily_trigger("07:00", "Africa/Casablanca")
+    # 06:30 UTC on 28 November is 07:30 in Casablanca (UTC+1): today's run has passed.
+    now = dt.datetime(2026, 11, 28, 6, 30, tzinfo=dt.UTC)
+    fire = trigger.get_next_fire_time(None, now)
+    assert fire == dt.datetime(2026, 11, 29, 7, 0, tzinfo=CASABLANCA)
+
+
+def test_daily_run_later_the_same_morning_when_send_at_is_still_ahead() -> None:
+    trigger = daily_trigger("9:15", "Europe/Madrid")
+    now = dt.datetime(2026, 11, 28, 5, 0, tzinfo=dt.UTC)
+    fire = trigger.get_next_fire_time(None, now)
+    assert fire == dt.datetime(2026, 11, 28, 9, 15, tzinfo=ZoneInfo("Europe/Madrid"))
+
+
+def test_the_newsroom_day_follows_its_time_zone_not_utc() -> None:
+    late_evening_utc = dt.datetime(2026, 11, 28, 23, 30, tzinfo=dt.UTC)
+    assert newsroom_today("Africa/Casablanca", late_evening_utc) == dt.date(2026, 11, 29)
+    assert newsroom_today("America/New_York", late_evening_utc) == dt.date(2026, 11, 28)
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "hint"),
+    [
+        ("SEND_AT", "7h", "HH:MM"),
+        ("SEND_AT", "24:00", "HH:MM"),
+        ("TIMEZONE", "Mars/Olympus", "IANA"),
+    ],
+)
+def test_unusable_schedule_settings_are_refused_at_start(
+    tmp_path: Path, setting: str, value: str, hint: str
+) -> None:
+    with pytest.raises(ConfigError, match=hint):
+        create_app({"ENV_NAME": "testing", "INSTANCE_PATH": str(tmp_path), setting: value})
+
+
+def test_bad_settings_from_the_environment_give_a_message_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.cli import main
+
+    monkeypatch.setenv("DIGEST_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("DIGEST_SEND_AT", "midi")
+    monkeypatch.setattr("sys.argv", ["digest", "init"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 2
+
+
+def test_the_scheduler_has_the_daily_job_and_delivers_only_when_asked(tmp_path: Path) -> None:
+    app = create_app({"ENV_NAME": "testing", "INSTANCE_PATH": str(tmp_path), "SEND_AT": "06:45"})
+    embedded = build_scheduler(app, blocking=False, deliver=True)
+    alone = build_scheduler(app, blocking=True, deliver=False)
+    assert {job.id for job in embedded.get_jobs()} == {"daily", "deliver"}
+    assert {job.id for job in alone.get_jobs()} == {"daily"}
+    daily = alone.get_job("daily")
+    midnight = dt.datetime(2026, 11, 28, 0, 0, tzinfo=dt.UTC)
+    fire = daily.trigger.get_next_fire_time(None, midnight)
+    assert fire == dt.datetime(2026, 11, 28, 6, 45, tzinfo=CASABLANCA)
+
+
+def test_dates_on_the_command_line_must_be_iso() -> None:
+    assert parse_day("2026-11-28") == dt.date(2026, 11, 28)
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        parse_day("28/11/2026")
+
+
+def test_serve_rejects_a_port_out_of_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIGEST_INSTANCE_PATH", str(tmp_path))
+    result = CliRunner().invoke(cli, ["serve", "--port", "70000"])
+    assert result.exit_code == 2
+    assert "70000" in result.output
