@@ -1,4 +1,4 @@
-"""APScheduler wiring: the daily pipeline at SEND_AT and the delivery poll.
+"""APScheduler wiring: the daily pipeline at SEND_AT, the delivery poll, the heartbeat.
 
 Started only by `digest serve` and `digest scheduler`, never by create_app: gunicorn
 workers and the reloader would otherwise each run the daily job.
@@ -41,6 +41,15 @@ def build_scheduler(app: Flask, *, blocking: bool, deliver: bool) -> BaseSchedul
         coalesce=True,
         # A process that was down at SEND_AT still sends when it comes back within the hour.
         misfire_grace_time=3600,
+    )
+    scheduler.add_job(
+        beat_job,
+        "interval",
+        minutes=1,
+        args=[app],
+        id="heartbeat",
+        # Beat at once, so /readyz is green from the start rather than a minute later.
+        next_run_time=dt.datetime.now(zone),
     )
     if deliver:
         scheduler.add_job(
@@ -85,4 +94,17 @@ def deliver_job(app: Flask) -> None:
             )
         except Exception:
             log.exception("delivery poll failed")
+            db.session.rollback()
+
+
+def beat_job(app: Flask) -> None:
+    """Scheduled edge: record that the scheduler is alive (read by /readyz)."""
+    from digest.extensions import db
+    from digest.observability import beat
+
+    with app.app_context():
+        try:
+            beat(db.session, "scheduler", dt.datetime.now(dt.UTC))
+        except Exception:
+            log.exception("heartbeat failed")
             db.session.rollback()

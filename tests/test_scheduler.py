@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner
+from flask import Flask
 
 from digest import ConfigError, create_app
 from digest.calendar import newsroom_today, parse_day
@@ -70,8 +71,8 @@ def test_the_scheduler_has_the_daily_job_and_delivers_only_when_asked(tmp_path: 
     app = create_app({"ENV_NAME": "testing", "INSTANCE_PATH": str(tmp_path), "SEND_AT": "06:45"})
     embedded = build_scheduler(app, blocking=False, deliver=True)
     alone = build_scheduler(app, blocking=True, deliver=False)
-    assert {job.id for job in embedded.get_jobs()} == {"daily", "deliver"}
-    assert {job.id for job in alone.get_jobs()} == {"daily"}
+    assert {job.id for job in embedded.get_jobs()} == {"daily", "deliver", "heartbeat"}
+    assert {job.id for job in alone.get_jobs()} == {"daily", "heartbeat"}
     daily = alone.get_job("daily")
     midnight = dt.datetime(2026, 11, 28, 0, 0, tzinfo=dt.UTC)
     fire = daily.trigger.get_next_fire_time(None, midnight)
@@ -89,3 +90,15 @@ def test_serve_rejects_a_port_out_of_range(tmp_path: Path, monkeypatch: pytest.M
     result = CliRunner().invoke(cli, ["serve", "--port", "70000"])
     assert result.exit_code == 2
     assert "70000" in result.output
+
+
+def test_the_heartbeat_job_records_that_the_scheduler_is_alive(app: Flask) -> None:
+    from sqlalchemy import select
+
+    from digest.extensions import db
+    from digest.models import Heartbeat
+    from digest.scheduler import beat_job
+
+    beat_job(app)
+    beat = db.session.scalars(select(Heartbeat).where(Heartbeat.name == "scheduler")).one()
+    assert beat.beat_at is not None
