@@ -1,0 +1,142 @@
+"""Signed links for subscribers: bound to a purpose and to the subscriber's token version.
+
+A token carries the subscriber id, the token version current when it was made, its
+purpose and when it was issued, signed with the app's SECRET_KEY (itsdangerous). Bumping
+``Subscriber.token_version`` revokes every link already sent to that subscriber.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask import current_app
+from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy.orm import Session
+
+from digest.models import Subscriber
+
+PURPOSES: tuple[str, ...] = ("confirm", "manage", "unsubscribe", "email")
+# The salt separates these signatures from anything else signed with the same SECRET_KEY.
+_SALT = "digest.subscriber-link"
+
+
+class TokenError(Exception):
+    """A link that cannot be honoured; ``reason`` names which kind for pages and logs."""
+
+    reason = "invalid"
+
+
+class Invalid(TokenError):
+    """Tampered, truncated or signed with another key."""
+
+    reason = "invalid"
+
+
+class Expired(TokenError):
+    """Older than the purpose allows (confirmation links expire)."""
+
+    reason = "expired"
+
+
+class Revoked(TokenError):
+    """The subscriber no longer exists or their links were revoked (token version bumped)."""
+
+    reason = "revoked"
+
+
+class WrongPurpose(TokenError):
+    """A genuine link, used for something else than it was made for."""
+
+    reason = "wrong_purpose"
+
+
+# Longer names for readers who expect them; the short ones are the contract.
+InvalidToken = Invalid
+ExpiredToken = Expired
+RevokedToken = Revoked
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def make_token(
+    subscriber: Subscriber,
+    purpose: str,
+    now: dt.datetime | None = None,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """A URL-safe signed token for ``subscriber`` usable only for ``purpose``."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown token purpose {purpose!r}; expected one of {PURPOSES}")
+    if subscriber.id is None:
+        raise ValueError("the subscriber must be flushed (have an id) before making a token")
+    issued = now or _utcnow()
+    payload: dict[str, Any] = {
+        "s": subscriber.id,
+        "v": subscriber.token_version or 1,
+        "p": purpose,
+        "t": int(issued.timestamp()),
+    }
+    if extra:
+        payload["x"] = extra
+    return str(_serializer().dumps(payload))
+
+
+def default_max_age(purpose: str) -> dt.timedelta | None:
+    """How long a link for ``purpose`` stays valid: confirmations expire, the rest don't."""
+    if purpose in ("confirm", "email"):
+        return dt.timedelta(days=int(current_app.config.get("CONFIRM_MAX_AGE_DAYS", 7)))
+    return None
+
+
+def read_token_payload(
+    session: Session,
+    token: str,
+    purpose: str,
+    max_age: dt.timedelta | int | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[Subscriber, dict[str, Any]]:
+    """Check ``token`` for ``purpose`` and return its subscriber and any extra data."""
+    try:
+        payload = _serializer().loads(token)
+    except BadSignature as error:
+        raise Invalid("the link is damaged or was not made by this site") from error
+    if not isinstance(payload, dict) or not {"s", "v", "p", "t"} <= payload.keys():
+        raise Invalid("the link is damaged or was not made by this site")
+    if payload["p"] != purpose:
+        raise WrongPurpose(f"this link is for {payload['p']!r}, not {purpose!r}")
+    limit = default_max_age(purpose) if max_age is None else max_age
+    if isinstance(limit, int):
+        limit = dt.timedelta(seconds=limit)
+    if limit is not None:
+        issued = dt.datetime.fromtimestamp(int(payload["t"]), dt.UTC)
+        if (now or _utcnow()) - issued > limit:
+            raise Expired("the link has expired")
+    subscriber = session.get(Subscriber, int(payload["s"]))
+    if subscriber is None or subscriber.token_version != payload["v"]:
+        raise Revoked("the link no longer works")
+    extra = payload.get("x") or {}
+    return subscriber, extra if isinstance(extra, dict) else {}
+
+
+def read_token(
+    session: Session,
+    token: str,
+    purpose: str,
+    max_age: dt.timedelta | int | None = None,
+    now: dt.datetime | None = None,
+) -> Subscriber:
+    """The subscriber ``token`` was made for; raises a ``TokenError`` subclass otherwise."""
+    subscriber, _extra = read_token_payload(session, token, purpose, max_age=max_age, now=now)
+    return subscriber
+
+
+def revoke_links(subscriber: Subscriber) -> None:
+    """Make every link already sent to ``subscriber`` stop working."""
+    subscriber.token_version = (subscriber.token_version or 1) + 1
