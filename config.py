@@ -2,37 +2,82 @@
 
 Layering (later wins): a class here, then ``instance/config.py``, then ``DIGEST_*``
 environment variables, then the mapping a test passes to ``create_app``.
+
+The comment right above each setting is its documentation: ``python -m digest.configdoc``
+copies it into the README's configuration reference, so keep it to what an operator needs.
+Environment values are read as JSON when they parse (``DIGEST_CONFIRM_MAX_AGE_DAYS=3``,
+``DIGEST_LANGUAGES='["fr", "en"]'``, ``DIGEST_METRICS_ENABLED=false``), else as text.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from email.utils import parseaddr
+from typing import Any
+from urllib.parse import urlsplit
 
 
 class Config:
     """Embedded single-process defaults: SQLite and mail files under ``instance/``."""
 
+    # Which settings class to start from: development, testing or production (set it as
+    # DIGEST_ENV). Production has no default secret key and marks cookies Secure.
     ENV_NAME = "development"
-    # None means "instance/digest.db"; create_app fills it in once the instance path is known.
+    # Database URL: sqlite:///path/to/file.db or postgresql://user:password@host:5432/name.
+    # Unset means instance/digest.db. Run several processes or machines only on PostgreSQL.
     DATABASE_URL: str | None = None
-    # None means "file://<instance>/outbox".
+    # Where mail goes: file:///dir (one .eml per message), smtp://user:pass@host:587?tls=starttls
+    # (or tls=ssl), memory:// (tests). Unset means file://instance/outbox.
     MAIL_URL: str | None = None
+    # Sender of every mail, "Name <address>". Its domain is the one SPF, DKIM and DMARC cover.
     MAIL_FROM = "Le Digest <digest@localhost>"
+    # Domain used on the right of generated Message-IDs; normally the From domain.
     MAIL_DOMAIN = "localhost"
+    # Signs links in mails and session cookies. Required in production: at least 32 random
+    # characters, e.g. from `python -c 'import secrets; print(secrets.token_hex(32))'`.
     SECRET_KEY: str | None = "dev-only-not-secret"
+    # The site's address as readers reach it, used for every link in mails (https in production).
     PUBLIC_URL = "http://127.0.0.1:5000"
+    # The newsroom's time zone (IANA name): it decides what "today" is and when SEND_AT falls.
     TIMEZONE = "Africa/Casablanca"
+    # Local time of day (HH:MM, 24-hour) when the scheduler ingests, builds and sends.
     SEND_AT = "07:00"
+    # Language of pages and mails when a reader has not chosen one; one of LANGUAGES.
     DEFAULT_LANGUAGE = "fr"
+    # Languages readers can choose for pages and their digest.
     LANGUAGES = ("fr", "en", "es")
     # Section order in the digest; editors may reorder.
     CATEGORY_ORDER = ("politics", "economy", "sport", "health", "other")
     # Where `digest ingest` reads when no source is configured (relative to the project root).
     SEED_DIR: str | None = None
+    # Days a confirmation link stays valid after sign-up.
     CONFIRM_MAX_AGE_DAYS = 7
+    # The sender's postal address, printed in every digest's footer as bulk-mail law requires.
     POSTAL_ADDRESS = "Le Digest, Casablanca, Maroc"
+    # Where rate-limit counters live: memory:// (one process) or redis://host:6379/0, which
+    # every web process shares (use it with gunicorn).
     RATELIMIT_STORAGE_URL = "memory://"
+    # Checks a token on every form post; leave it on outside tests.
     WTF_CSRF_ENABLED = True
+    # Keeps the session cookie away from page scripts.
     SESSION_COOKIE_HTTPONLY = True
+    # Stops the session cookie riding along on cross-site posts.
     SESSION_COOKIE_SAMESITE = "Lax"
+    # Log lines: "text" (readable, for a terminal) or "json" (one object per line, for a
+    # log collector). Both carry the request id and, in jobs, the edition id.
+    LOG_FORMAT = "text"
+    # Least important log level written: DEBUG, INFO, WARNING, ERROR or CRITICAL.
+    LOG_LEVEL = "INFO"
+    # Serve Prometheus metrics at /metrics.
+    METRICS_ENABLED = True
+    # When set, /metrics answers only requests with "Authorization: Bearer <token>".
+    METRICS_TOKEN: str | None = None
+    # /readyz fails when the scheduler's last heartbeat is older than this many seconds
+    # (it beats every minute).
+    HEARTBEAT_MAX_AGE_SECONDS = 180
+    # Where `digest backup` writes SQLite copies; unset means instance/backups.
+    BACKUP_DIR: str | None = None
 
 
 class DevelopmentConfig(Config):
@@ -55,7 +100,9 @@ class ProductionConfig(Config):
 
     ENV_NAME = "production"
     SECRET_KEY = None
+    # Send the session cookie over https only.
     SESSION_COOKIE_SECURE = True
+    # Send the editors' remember-me cookie over https only.
     REMEMBER_COOKIE_SECURE = True
 
 
@@ -64,3 +111,67 @@ CONFIGS: dict[str, type[Config]] = {
     "testing": TestingConfig,
     "production": ProductionConfig,
 }
+
+
+_LANGUAGES_SUPPORTED = ("fr", "en", "es")
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgres")
+_MAIL_SCHEMES = ("file", "smtp", "smtps", "memory")
+_RATELIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+unix")
+
+
+def validate(settings: Mapping[str, Any]) -> list[str]:
+    """Every problem with ``settings`` as one line naming the variable and what it expects."""
+    problems: list[str] = []
+
+    def bad(name: str, expected: str) -> None:
+        problems.append(f"DIGEST_{name}={settings.get(name)!r}: {expected}")
+
+    def scheme_of(value: object) -> str:
+        return urlsplit(value).scheme.lower() if isinstance(value, str) else ""
+
+    if scheme_of(settings.get("DATABASE_URL")) not in _DATABASE_SCHEMES:
+        bad("DATABASE_URL", "expected sqlite:///path.db or postgresql://user@host/name")
+    if scheme_of(settings.get("MAIL_URL")) not in _MAIL_SCHEMES:
+        bad("MAIL_URL", "expected file:///dir, smtp://host:port or memory://")
+    address = parseaddr(str(settings.get("MAIL_FROM") or ""))[1]
+    if address.count("@") != 1 or not all(address.split("@")):
+        bad("MAIL_FROM", 'expected an address such as "Le Digest <digest@example.org>"')
+    public = settings.get("PUBLIC_URL")
+    if scheme_of(public) not in ("http", "https") or not urlsplit(str(public)).hostname:
+        bad("PUBLIC_URL", "expected the site's address, e.g. https://digest.example.org")
+    languages = settings.get("LANGUAGES")
+    if (
+        not isinstance(languages, list | tuple)
+        or not languages
+        or any(language not in _LANGUAGES_SUPPORTED for language in languages)
+    ):
+        bad("LANGUAGES", f"expected a JSON list drawn from {list(_LANGUAGES_SUPPORTED)}")
+    elif settings.get("DEFAULT_LANGUAGE") not in languages:
+        bad("DEFAULT_LANGUAGE", f"expected one of LANGUAGES {list(languages)}")
+    order = settings.get("CATEGORY_ORDER")
+    if (
+        not isinstance(order, list | tuple)
+        or not order
+        or not all(isinstance(name, str) and name for name in order)
+        or len(set(order)) != len(order)
+    ):
+        bad("CATEGORY_ORDER", 'expected a JSON list of distinct names, e.g. ["politics", "other"]')
+    for name in ("CONFIRM_MAX_AGE_DAYS", "HEARTBEAT_MAX_AGE_SECONDS"):
+        value = settings.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            bad(name, "expected a positive number")
+    if scheme_of(settings.get("RATELIMIT_STORAGE_URL")) not in _RATELIMIT_SCHEMES:
+        bad("RATELIMIT_STORAGE_URL", "expected memory:// or redis://host:6379/0")
+    if settings.get("LOG_FORMAT") not in ("text", "json"):
+        bad("LOG_FORMAT", 'expected "text" or "json"')
+    level = settings.get("LOG_LEVEL")
+    if not isinstance(level, str) or not isinstance(logging.getLevelName(level.upper()), int):
+        bad("LOG_LEVEL", "expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    if not isinstance(settings.get("METRICS_ENABLED"), bool):
+        bad("METRICS_ENABLED", "expected true or false")
+    token = settings.get("METRICS_TOKEN")
+    if token is not None and (not isinstance(token, str) or len(token) < 16):
+        bad("METRICS_TOKEN", "expected at least 16 characters, or unset")
+    if not str(settings.get("POSTAL_ADDRESS") or "").strip():
+        bad("POSTAL_ADDRESS", "expected the sender's postal address (required in bulk mail)")
+    return problems

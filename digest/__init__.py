@@ -57,6 +57,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(public.bp)
     app.register_blueprint(admin.bp, url_prefix="/admin")
 
+    from digest import observability
+    from digest.web import health
+
+    observability.init_app(app)
+    app.register_blueprint(health.bp)
+
     from digest.cli import register_commands
 
     register_commands(app)
@@ -97,6 +103,15 @@ def _finish_config(app: Flask) -> None:
     # Refused here, at start, rather than at 07:00 tomorrow when the scheduler first needs them.
     newsroom_zone(cfg["TIMEZONE"])
     parse_send_at(cfg["SEND_AT"])
+    from config import validate
+
+    problems = validate(cfg)
+    if problems:
+        raise ConfigError(
+            "the configuration has invalid values:\n  "
+            + "\n  ".join(problems)
+            + "\nFix them in the environment or in instance/config.py and start again."
+        )
 
 
 def _select_locale() -> str:
