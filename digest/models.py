@@ -250,3 +250,22 @@ class Heartbeat(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
     beat_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AuditEvent(db.Model):
+    """One editor action (or failed login attempt): who, what, when, from where."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+    editor_id: Mapped[int | None] = mapped_column(ForeignKey("editors.id", ondelete="SET NULL"))
+    # The address as typed or as it was then: kept when the editor row is deleted.
+    actor: Mapped[str | None] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(40), index=True)  # "login", "correction", ...
+    target: Mapped[str | None] = mapped_column(String(300))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Failed logins are counted per address from here (lockout per IP).
+    ip: Mapped[str | None] = mapped_column(String(64), index=True)

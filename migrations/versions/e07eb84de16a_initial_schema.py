@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: ca22834ca324
+Revision ID: e07eb84de16a
 Revises: 
-Create Date: 2026-11-28 18:09:44.535289
+Create Date: 2026-11-28 18:13:46.764035
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'ca22834ca324'
+revision = 'e07eb84de16a'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -109,6 +109,23 @@ def upgrade():
     sa.ForeignKeyConstraint(['source_id'], ['sources.id'], name=op.f('fk_article_sources_source_id_sources'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('article_id', 'source_id', name=op.f('pk_article_sources'))
     )
+    op.create_table('audit_events',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('editor_id', sa.Integer(), nullable=True),
+    sa.Column('actor', sa.String(length=320), nullable=True),
+    sa.Column('action', sa.String(length=40), nullable=False),
+    sa.Column('target', sa.String(length=300), nullable=True),
+    sa.Column('detail', sa.JSON(), nullable=True),
+    sa.Column('ip', sa.String(length=64), nullable=True),
+    sa.ForeignKeyConstraint(['editor_id'], ['editors.id'], name=op.f('fk_audit_events_editor_id_editors'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events'))
+    )
+    with op.batch_alter_table('audit_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_audit_events_action'), ['action'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_events_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_events_ip'), ['ip'], unique=False)
+
     op.create_table('corrections',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('article_id', sa.Integer(), nullable=True),
@@ -172,6 +189,12 @@ def downgrade():
     op.drop_table('deliveries')
     op.drop_table('editions')
     op.drop_table('corrections')
+    with op.batch_alter_table('audit_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_audit_events_ip'))
+        batch_op.drop_index(batch_op.f('ix_audit_events_created_at'))
+        batch_op.drop_index(batch_op.f('ix_audit_events_action'))
+
+    op.drop_table('audit_events')
     op.drop_table('article_sources')
     op.drop_table('subscribers')
     op.drop_table('sources')

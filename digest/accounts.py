@@ -1,0 +1,233 @@
+"""Editors' accounts: creation, password hashing (argon2), login with lockout, sessions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest import audit
+from digest.models import Editor
+
+ROLES: tuple[str, ...] = ("admin", "editor")
+MIN_PASSWORD_LENGTH = 10
+# Longer inputs only cost hashing time; nobody types a password this long.
+MAX_PASSWORD_LENGTH = 1024
+# A hash that no password matches: invited editors have it until they choose one.
+UNUSABLE_PASSWORD = "!unusable"
+
+_hasher = PasswordHasher()
+# Verified against when the address is unknown, so a wrong address costs as much time as a
+# wrong password and response times do not reveal which addresses have accounts.
+_DUMMY_HASH = _hasher.hash("not the password of anyone")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """How many failures lock an account or an address, and for how long."""
+
+    account_failures: int = 5
+    account_lock: dt.timedelta = dt.timedelta(minutes=15)
+    address_failures: int = 20
+    address_window: dt.timedelta = dt.timedelta(minutes=15)
+
+
+class AccountError(Exception):
+    """An account operation was refused; the message can be shown to the person."""
+
+
+class InvalidCredentials(AccountError):
+    """Unknown address or wrong password (deliberately not told apart)."""
+
+
+class AccountLocked(AccountError):
+    """Too many failed logins for this account; it opens again at ``until``."""
+
+    def __init__(self, until: dt.datetime) -> None:
+        super().__init__("Too many failed attempts: this account is locked for a while.")
+        self.until = until
+
+
+class AddressLocked(AccountError):
+    """Too many failed logins from this network address."""
+
+    def __init__(self) -> None:
+        super().__init__("Too many failed attempts from your network: try again later.")
+
+
+class EditorExists(AccountError):
+    """An editor with this address already exists."""
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """An aware UTC datetime (SQLite hands back naive values for UTC columns)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def normalize_email(email: str) -> str:
+    """The address as stored: trimmed, lower case; raises AccountError when malformed."""
+    value = (email or "").strip().lower()
+    if not _EMAIL.match(value) or len(value) > 320:
+        raise AccountError(f"{email!r} is not an email address.")
+    return value
+
+
+def check_password_strength(password: str) -> None:
+    """Refuse passwords that are too short or too long to be sensible."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"The password needs at least {MIN_PASSWORD_LENGTH} characters.")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise AccountError(f"The password may have at most {MAX_PASSWORD_LENGTH} characters.")
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of ``password``."""
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    """Whether ``password`` matches ``password_hash`` (False for unusable hashes)."""
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def find_editor(session: Session, email: str) -> Editor | None:
+    """The editor with this address, if any."""
+    try:
+        address = normalize_email(email)
+    except AccountError:
+        return None
+    return session.scalar(select(Editor).where(Editor.email == address))
+
+
+def create_editor(
+    session: Session,
+    email: str,
+    password: str | None,
+    role: str = "editor",
+    now: dt.datetime | None = None,
+) -> Editor:
+    """Add an editor (flushed, not committed); ``password=None`` makes an invited account."""
+    if role not in ROLES:
+        raise AccountError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}.")
+    address = normalize_email(email)
+    if session.scalar(select(func.count(Editor.id)).where(Editor.email == address)):
+        raise EditorExists(f"An editor with the address {address} already exists.")
+    if password is not None:
+        check_password_strength(password)
+    editor = Editor(
+        email=address,
+        password_hash=hash_password(password) if password is not None else UNUSABLE_PASSWORD,
+        role=role,
+        failed_logins=0,
+        session_version=1,
+    )
+    if now is not None:
+        editor.created_at = now
+    session.add(editor)
+    session.flush()
+    return editor
+
+
+def set_password(editor: Editor, password: str) -> None:
+    """Give ``editor`` a new password; every other session of theirs ends."""
+    check_password_strength(password)
+    editor.password_hash = hash_password(password)
+    editor.failed_logins = 0
+    editor.locked_until = None
+    log_out_everywhere(editor)
+
+
+def log_out_everywhere(editor: Editor) -> None:
+    """End every session of ``editor`` (their session id no longer matches)."""
+    editor.session_version = (editor.session_version or 1) + 1
+
+
+def load_editor(session: Session, user_id: str) -> Editor | None:
+    """The editor behind a session id ``"id:session_version"``, or None when stale or bogus."""
+    number, _, version = (user_id or "").partition(":")
+    if not (number.isdigit() and version.isdigit()) or len(user_id) > 40:
+        return None
+    editor = session.get(Editor, int(number))
+    if editor is None or editor.session_version != int(version):
+        return None
+    return editor
+
+
+def authenticate(
+    session: Session,
+    email: str,
+    password: str,
+    ip: str | None,
+    now: dt.datetime,
+    policy: LockoutPolicy | None = None,
+) -> Editor:
+    """The editor with these credentials, recording the attempt; raises AccountError otherwise.
+
+    Locked accounts and addresses are refused before the password is checked, so guessing
+    continues to fail even with the right password until the lock ends. The caller commits.
+    """
+    policy = policy or LockoutPolicy()
+    now = as_utc(now)
+    typed = (email or "").strip()[:320]
+    if ip is not None and policy.address_failures > 0:
+        failures = audit.count_since(session, "login.failed", now - policy.address_window, ip=ip)
+        if failures >= policy.address_failures:
+            audit.record(
+                session,
+                "login.refused",
+                now,
+                actor=typed,
+                ip=ip,
+                detail={"reason": "address locked"},
+            )
+            raise AddressLocked()
+    editor = find_editor(session, email)
+    if editor is not None and editor.locked_until and as_utc(editor.locked_until) > now:
+        audit.record(
+            session, "login.refused", now, editor=editor, ip=ip, detail={"reason": "account locked"}
+        )
+        raise AccountLocked(as_utc(editor.locked_until))
+    password = (password or "")[:MAX_PASSWORD_LENGTH]
+    if editor is None:
+        verify_password(_DUMMY_HASH, password)
+        audit.record(
+            session, "login.failed", now, actor=typed, ip=ip, detail={"reason": "unknown address"}
+        )
+        raise InvalidCredentials("Wrong email or password.")
+    if not verify_password(editor.password_hash, password):
+        editor.failed_logins = (editor.failed_logins or 0) + 1
+        detail: dict[str, object] = {"reason": "wrong password"}
+        if editor.failed_logins >= policy.account_failures:
+            editor.locked_until = now + policy.account_lock
+            editor.failed_logins = 0
+            detail["locked_until"] = editor.locked_until.isoformat()
+        audit.record(session, "login.failed", now, editor=editor, ip=ip, detail=detail)
+        raise InvalidCredentials("Wrong email or password.")
+    if _hasher.check_needs_rehash(editor.password_hash):
+        editor.password_hash = hash_password(password)
+    editor.failed_logins = 0
+    editor.locked_until = None
+    audit.record(session, "login", now, editor=editor, ip=ip)
+    return editor
+
+
+def list_editors(session: Session) -> Sequence[Editor]:
+    """Every editor, admins first, then by address."""
+    return session.scalars(select(Editor).order_by(Editor.role, Editor.email)).all()
+
+
+def admins_count(session: Session) -> int:
+    """How many editors have the admin role (the last one may not be demoted or removed)."""
+    return session.scalar(select(func.count(Editor.id)).where(Editor.role == "admin")) or 0
