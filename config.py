@@ -53,6 +53,25 @@ class Config:
     SEED_DIR: str | None = None
     # Days a confirmation link stays valid after sign-up.
     CONFIRM_MAX_AGE_DAYS = 7
+    # Delivery: rows claimed per batch by a sender.
+    MAIL_BATCH_SIZE = 200
+    # First retry delay (seconds) after a 4xx; doubles per attempt, with jitter.
+    MAIL_RETRY_SECONDS = 300
+    # Attempts before a temporarily failing message is given up (marked bounced).
+    MAIL_MAX_ATTEMPTS = 8
+    # Hard bounces (5xx) after which a subscriber is suppressed (status "bounced").
+    MAIL_BOUNCE_LIMIT = 2
+    # Consecutive send errors after which sending pauses until an editor resumes it.
+    MAIL_PAUSE_AFTER = 25
+    # Messages per second per sender; 0 means no limit.
+    MAIL_RATE = 0.0
+    # Messages per sliding hour across all senders; 0 means no limit.
+    MAIL_HOURLY_LIMIT = 0
+    # "bounces@example.org" turns on VERP: the envelope sender becomes bounces+d<id>@example.org.
+    MAIL_RETURN_PATH: str | None = None
+    # DKIM signing when both are set: the selector and the path to a PEM private key.
+    DKIM_SELECTOR: str | None = None
+    DKIM_KEY_FILE: str | None = None
     # The sender's postal address, printed in every digest's footer as bulk-mail law requires.
     POSTAL_ADDRESS = "Le Digest, Casablanca, Maroc"
     # Where rate-limit counters live: memory:// (one process) or redis://host:6379/0, which

@@ -198,6 +198,8 @@ class Delivery(db.Model):
     message_id: Mapped[str | None] = mapped_column(String(300))
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The worker holding a row in "sending"; a dead worker's rows go back to the queue.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # For transactional mail: what to put in it (e.g. {"token": ...}); digests use the edition.
@@ -205,6 +207,18 @@ class Delivery(db.Model):
 
     edition: Mapped[Edition | None] = relationship()
     subscriber: Mapped[Subscriber] = relationship()
+
+
+class SenderStatus(db.Model):
+    """The single row saying whether sending is paused (after repeated errors) and why."""
+
+    __tablename__ = "sender_status"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    paused_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    consecutive_errors: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Editor(UserMixin, db.Model):

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: e07eb84de16a
+Revision ID: 8dc67fdd6eb6
 Revises: 
-Create Date: 2026-11-28 18:13:46.764035
+Create Date: 2026-11-28 18:18:07.849212
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'e07eb84de16a'
+revision = '8dc67fdd6eb6'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -68,6 +68,14 @@ def upgrade():
     sa.Column('beat_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_heartbeats')),
     sa.UniqueConstraint('name', name=op.f('uq_heartbeats_name'))
+    )
+    op.create_table('sender_status',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('paused', sa.Boolean(), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=True),
+    sa.Column('paused_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('consecutive_errors', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_sender_status'))
     )
     op.create_table('sources',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -167,6 +175,7 @@ def upgrade():
     sa.Column('message_id', sa.String(length=300), nullable=True),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('claimed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('claimed_by', sa.String(length=64), nullable=True),
     sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=True),
@@ -198,6 +207,7 @@ def downgrade():
     op.drop_table('article_sources')
     op.drop_table('subscribers')
     op.drop_table('sources')
+    op.drop_table('sender_status')
     op.drop_table('heartbeats')
     op.drop_table('editors')
     with op.batch_alter_table('articles', schema=None) as batch_op:

@@ -1,0 +1,117 @@
+"""Turn a ledger row into the bytes that go on the wire.
+
+Transactional mail is built here with ``EmailMessage`` (it is rare). Digests are rendered
+once per variant (language x categories) and built with ``digest.mail.message.build_message``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from digest.models import Delivery, Edition, Subscriber
+
+# What goes on the wire: CRLF line ends, lines folded at 78, no 8-bit headers.
+WIRE = policy.SMTP
+
+
+def message_id_for(delivery: Delivery, domain: str) -> str:
+    """A Message-ID stable across retries of one delivery, so receivers can drop a repeat."""
+    stamp = int(delivery.created_at.timestamp()) if delivery.created_at else 0
+    return f"<{delivery.kind}.{delivery.id}.{stamp}@{domain}>"
+
+
+def recipient_header(subscriber: Subscriber) -> str:
+    """``To:`` value with the subscriber's name when known."""
+    if subscriber.name:
+        return str(Address(display_name=subscriber.name, addr_spec=subscriber.email))
+    return subscriber.email
+
+
+def build_transactional(
+    delivery: Delivery,
+    subscriber: Subscriber,
+    config: Mapping[str, Any],
+    now: dt.datetime,
+    message_id: str,
+) -> EmailMessage:
+    """A confirmation or notice: text, plus an HTML alternative when there is one."""
+    payload = delivery.payload or {}
+    message = EmailMessage()
+    message["From"] = config["MAIL_FROM"]
+    message["To"] = recipient_header(subscriber)
+    message["Subject"] = payload.get("subject") or "(no subject)"
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(payload.get("text") or "")
+    if payload.get("html"):
+        message.add_alternative(payload["html"], subtype="html")
+    return message
+
+
+class MessageFactory:
+    """Builds messages for claimed rows, rendering each digest variant only once."""
+
+    def __init__(self, session: Session, config: Mapping[str, Any]) -> None:
+        self.session = session
+        self.config = config
+        self.domain = str(config.get("MAIL_DOMAIN") or "localhost")
+        self._editions: dict[int, Edition] = {}
+        self._variants: dict[tuple[int, str, tuple[str, ...]], Any] = {}
+
+    def assemble(
+        self, delivery: Delivery, subscriber: Subscriber, now: dt.datetime
+    ) -> tuple[str, bytes]:
+        """Return (Message-ID, message bytes) for one delivery."""
+        message_id = message_id_for(delivery, self.domain)
+        if delivery.edition_id is None:
+            message = build_transactional(delivery, subscriber, self.config, now, message_id)
+        else:
+            message = self._digest(delivery, subscriber, message_id)
+        return message_id, message.as_bytes(policy=WIRE)
+
+    def edition(self, edition_id: int) -> Edition:
+        """The edition, loaded once per run."""
+        edition = self._editions.get(edition_id)
+        if edition is None:
+            edition = self.session.get(Edition, edition_id)
+            if edition is None:
+                raise LookupError(f"edition {edition_id} no longer exists")
+            self._editions[edition_id] = edition
+        return edition
+
+    def variant(self, edition: Edition, subscriber: Subscriber) -> Any:
+        """The rendered variant for the subscriber's language and categories (cached)."""
+        from digest.mail.delivery import edition_categories
+        from digest.render import render_variant
+
+        present = edition_categories(edition)
+        wanted = set(subscriber.categories or ())
+        categories = tuple(c for c in present if c in wanted) or tuple(present)
+        key = (edition.id, subscriber.language, categories)
+        rendered = self._variants.get(key)
+        if rendered is None:
+            rendered = render_variant(edition, subscriber.language, categories)
+            self._variants[key] = rendered
+        return rendered
+
+    def _digest(self, delivery: Delivery, subscriber: Subscriber, message_id: str) -> EmailMessage:
+        from digest.mail.message import build_message, personal_links
+
+        assert delivery.edition_id is not None
+        edition = self.edition(delivery.edition_id)
+        rendered = self.variant(edition, subscriber)
+        message = build_message(
+            rendered, subscriber.email, personal_links(subscriber, edition), self.config
+        )
+        del message["Message-ID"]
+        message["Message-ID"] = message_id
+        return message

@@ -1,0 +1,619 @@
+"""The delivery ledger: queue one row per message, claim rows, send them, record the outcome.
+
+States: ``queued`` -> ``sending`` (claimed by one live worker) -> ``sent``; or ``failed``
+(temporary, retried at ``next_attempt_at``), ``bounced`` (permanent), ``cancelled`` (the
+subscriber left before the message went out).
+
+Crash safety: a worker marks each message ``sent`` in its own commit right after the server
+accepted it. A worker that dies leaves its claimed rows in ``sending``; the next worker sees
+that their owner is gone (its PostgreSQL advisory lock, or the SQLite sender lock, was
+released by the operating system) and puts them back in the queue. The only message that
+can arrive twice is the one the server had accepted when the process died, before the
+``sent`` commit: at most one per SMTP connection (see README, "Delivery guarantees").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from digest.mail.assembly import MessageFactory
+from digest.mail.transports import PermanentFailure, TemporaryFailure, Transport
+from digest.mail.workers import SenderBusy, WorkerLease
+from digest.models import (
+    Delivery,
+    DeliveryState,
+    Edition,
+    EditionStatus,
+    SenderStatus,
+    Subscriber,
+    SubscriberStatus,
+)
+
+__all__ = [
+    "DeliveryReport",
+    "EditionHeld",
+    "SendResult",
+    "SenderBusy",
+    "deliver_pending",
+    "edition_categories",
+    "enqueue_message",
+    "queue_edition",
+    "send_edition",
+]
+
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass
+class DeliveryReport:
+    """What one ``deliver_pending`` run did."""
+
+    sent: int = 0
+    retried: int = 0
+    bounced: int = 0
+    cancelled: int = 0
+    recovered: int = 0
+    paused: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def handled(self) -> int:
+        """Messages that got an outcome in this run."""
+        return self.sent + self.retried + self.bounced + self.cancelled
+
+
+def enqueue_message(
+    session: Session,
+    subscriber: Subscriber,
+    kind: str,
+    subject: str,
+    text: str,
+    html: str | None,
+    now: dt.datetime,
+) -> Delivery:
+    """Queue a transactional mail (confirmation, notice) through the ledger; caller commits."""
+    if not subject.strip():
+        raise ValueError("a message needs a subject")
+    if kind == "digest":
+        raise ValueError("digests are queued with queue_edition")
+    delivery = Delivery(
+        kind=kind,
+        subscriber=subscriber,
+        state=DeliveryState.QUEUED,
+        attempts=0,
+        created_at=now,
+        next_attempt_at=now,
+        payload={"subject": subject, "text": text, "html": html},
+    )
+    session.add(delivery)
+    session.flush()
+    return delivery
+
+
+def edition_categories(edition: Edition) -> list[str]:
+    """Categories that have something in the edition (lead included), in section order."""
+    snapshot = edition.snapshot or {}
+    found: list[str] = []
+    lead = snapshot.get("lead")
+    if lead and lead.get("category"):
+        found.append(lead["category"])
+    for section in snapshot.get("sections") or []:
+        if section.get("items") and section.get("category") not in found:
+            found.append(section["category"])
+    return found
+
+
+def queue_edition(session: Session, edition: Edition, now: dt.datetime) -> int:
+    """Queue the edition for every active subscriber it has something for; returns rows added.
+
+    Idempotent and safe to run concurrently: the unique (edition, subscriber) constraint
+    with ON CONFLICT DO NOTHING means a second run, or a second scheduler, adds nothing.
+    """
+    present = set(edition_categories(edition))
+    rows = session.execute(
+        select(Subscriber.id, Subscriber.categories, Subscriber.paused_until)
+        .where(Subscriber.status == SubscriberStatus.ACTIVE)
+        .where(
+            ~select(Delivery.id)
+            .where(Delivery.edition_id == edition.id, Delivery.subscriber_id == Subscriber.id)
+            .exists()
+        )
+        .order_by(Subscriber.id)
+    ).all()
+    wanted = [
+        subscriber_id
+        for subscriber_id, categories, paused_until in rows
+        if (not present or present & set(categories or ()))
+        and (paused_until is None or paused_until < edition.day)
+    ]
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    added = 0
+    for start in range(0, len(wanted), 5000):
+        chunk = wanted[start : start + 5000]
+        statement = (
+            insert(Delivery)
+            .values(
+                [
+                    {
+                        "kind": "digest",
+                        "edition_id": edition.id,
+                        "subscriber_id": subscriber_id,
+                        "state": DeliveryState.QUEUED,
+                        "attempts": 0,
+                        "created_at": now,
+                        "next_attempt_at": now,
+                    }
+                    for subscriber_id in chunk
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
+            .returning(Delivery.id)
+        )
+        # RETURNING counts what was really inserted (rows skipped on conflict return nothing).
+        added += len(session.execute(statement).all())
+    session.commit()
+    return added
+
+
+def pending_count(session: Session, now: dt.datetime, edition: Edition | None = None) -> int:
+    """How many messages are waiting (queued, due for retry, or held by a worker)."""
+    query = select(func.count(Delivery.id)).where(
+        or_(
+            Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.SENDING]),
+            and_(Delivery.state == DeliveryState.FAILED, Delivery.next_attempt_at <= now),
+        )
+    )
+    if edition is not None:
+        query = query.where(Delivery.edition_id == edition.id)
+    return session.scalar(query) or 0
+
+
+def sender_status(session: Session) -> SenderStatus:
+    """The pause switch row, created on first use."""
+    status = session.get(SenderStatus, 1)
+    if status is None:
+        status = SenderStatus(id=1, paused=False, consecutive_errors=0)
+        session.add(status)
+        session.flush()
+    return status
+
+
+def resume_sending(session: Session) -> None:
+    """Clear an automatic pause (an editor decided the cause is fixed)."""
+    status = sender_status(session)
+    status.paused = False
+    status.reason = None
+    status.paused_at = None
+    status.consecutive_errors = 0
+    session.commit()
+
+
+@dataclass
+class _Settings:
+    sender: str
+    return_path: str | None
+    batch_size: int
+    retry_seconds: float
+    max_attempts: int
+    bounce_limit: int
+    pause_after: int
+    rate: float
+    hourly_limit: int
+
+    @classmethod
+    def from_config(cls, config: Any) -> _Settings:
+        return cls(
+            sender=config["MAIL_FROM"],
+            return_path=config.get("MAIL_RETURN_PATH"),
+            batch_size=int(config.get("MAIL_BATCH_SIZE", 200)),
+            retry_seconds=float(config.get("MAIL_RETRY_SECONDS", 300)),
+            max_attempts=int(config.get("MAIL_MAX_ATTEMPTS", 8)),
+            bounce_limit=int(config.get("MAIL_BOUNCE_LIMIT", 2)),
+            pause_after=int(config.get("MAIL_PAUSE_AFTER", 25)),
+            rate=float(config.get("MAIL_RATE", 0) or 0),
+            hourly_limit=int(config.get("MAIL_HOURLY_LIMIT", 0) or 0),
+        )
+
+
+def envelope_sender(settings_return_path: str | None, from_header: str, delivery_id: int) -> str:
+    """The SMTP MAIL FROM: VERP (``local+d<id>@domain``) when a return path is configured."""
+    if settings_return_path:
+        local, _, domain = settings_return_path.partition("@")
+        return f"{local}+d{delivery_id}@{domain}"
+    return parseaddr(from_header)[1]
+
+
+def retry_delay(attempts: int, base_seconds: float, rng: random.Random) -> dt.timedelta:
+    """Exponential backoff with full jitter around the nominal delay, capped at a day."""
+    nominal = min(base_seconds * (2 ** max(attempts - 1, 0)), 86400.0)
+    return dt.timedelta(seconds=nominal * (0.5 + rng.random()))
+
+
+class Pacer:
+    """Keeps the send rate under ``rate`` per second and ``hourly`` per sliding hour."""
+
+    def __init__(
+        self,
+        rate: float,
+        hourly: int,
+        sent_last_hour: Callable[[], int],
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.hourly = hourly
+        self.sent_last_hour = sent_last_hour
+        self.monotonic = monotonic
+        self.sleep = sleep
+        self._next = 0.0
+        self._window_used: int | None = None
+
+    def hourly_budget_left(self) -> int | None:
+        """Messages still allowed this hour (None: no hourly limit)."""
+        if not self.hourly:
+            return None
+        if self._window_used is None:
+            self._window_used = self.sent_last_hour()
+        return max(self.hourly - self._window_used, 0)
+
+    def wait(self) -> None:
+        """Block until the next message may go."""
+        if self.interval:
+            current = self.monotonic()
+            if current < self._next:
+                self.sleep(self._next - current)
+                current = self._next
+            self._next = max(current, self._next) + self.interval
+
+    def count(self) -> None:
+        """One more message went out."""
+        if self._window_used is not None:
+            self._window_used += 1
+
+
+def deliver_pending(
+    session: Session,
+    transport: Transport,
+    now: dt.datetime,
+    limit: int | None = None,
+    *,
+    clock: Clock | None = None,
+    progress: Callable[[int], None] | None = None,
+    rng: random.Random | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> DeliveryReport:
+    """Send what is due, in claimed batches, recording each outcome as it happens.
+
+    ``now`` is when the run starts; ``clock`` (default: ``now`` plus elapsed monotonic time)
+    stamps outcomes in long runs. ``progress`` is called with the number of messages handled.
+    Raises ``SenderBusy`` on SQLite when another sender holds the database.
+    """
+    config = current_app.config
+    settings = _Settings.from_config(config)
+    start = time.monotonic()
+    clock = clock or (lambda: now + dt.timedelta(seconds=time.monotonic() - start))
+    rng = rng or random.Random()
+    report = DeliveryReport()
+    status = sender_status(session)
+    session.commit()
+    if status.paused:
+        report.paused = status.reason or "sending is paused"
+        return report
+
+    factory = MessageFactory(session, config)
+    pacer = Pacer(
+        settings.rate,
+        settings.hourly_limit,
+        lambda: _sent_since(session, clock() - dt.timedelta(hours=1)),
+    )
+    with WorkerLease(session) as lease:
+        report.recovered = lease.recover_abandoned()
+        remaining = limit
+        while remaining is None or remaining > 0:
+            if should_stop is not None and should_stop():
+                break
+            batch_size = (
+                settings.batch_size if remaining is None else min(settings.batch_size, remaining)
+            )
+            budget = pacer.hourly_budget_left()
+            if budget is not None:
+                if budget == 0:
+                    report.errors.append("hourly limit reached; the rest waits for the window")
+                    break
+                batch_size = min(batch_size, budget)
+            claimed = _claim(session, lease.token, clock(), batch_size)
+            if not claimed:
+                break
+            stopped = _send_batch(
+                session,
+                transport,
+                claimed,
+                settings,
+                factory,
+                pacer,
+                clock,
+                rng,
+                report,
+                progress,
+                should_stop,
+            )
+            if remaining is not None:
+                remaining -= len(claimed)
+            if stopped:
+                break
+        # Anything still claimed (pause, stop request) goes back to the queue untouched.
+        lease.release_claims()
+    return report
+
+
+def _sent_since(session: Session, since: dt.datetime) -> int:
+    return (
+        session.scalar(
+            select(func.count(Delivery.id)).where(
+                Delivery.state == DeliveryState.SENT, Delivery.sent_at >= since
+            )
+        )
+        or 0
+    )
+
+
+def _claim(session: Session, token: str, now: dt.datetime, size: int) -> list[int]:
+    """Atomically move up to ``size`` due rows to ``sending`` for this worker.
+
+    PostgreSQL: the inner SELECT ... FOR UPDATE SKIP LOCKED lets concurrent workers take
+    disjoint batches without waiting on each other. SQLite has no row locks (the clause is
+    not rendered there); the single UPDATE runs under the database write lock, and only one
+    sender runs per SQLite database (WorkerLease), so batches cannot overlap either.
+    """
+    due = (
+        select(Delivery.id)
+        .where(
+            or_(
+                Delivery.state == DeliveryState.QUEUED,
+                and_(Delivery.state == DeliveryState.FAILED, Delivery.next_attempt_at <= now),
+            )
+        )
+        # Transactional mail (a confirmation someone is waiting for) before digests.
+        .order_by(Delivery.edition_id.is_not(None), Delivery.id)
+        .limit(size)
+        .with_for_update(skip_locked=True)
+    )
+    result = session.execute(
+        update(Delivery)
+        .where(Delivery.id.in_(due.scalar_subquery()))
+        .where(Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.FAILED]))
+        .values(state=DeliveryState.SENDING, claimed_by=token, claimed_at=now)
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    ids = sorted(result.scalars().all())
+    session.commit()
+    return ids
+
+
+def _send_batch(
+    session: Session,
+    transport: Transport,
+    ids: list[int],
+    settings: _Settings,
+    factory: MessageFactory,
+    pacer: Pacer,
+    clock: Clock,
+    rng: random.Random,
+    report: DeliveryReport,
+    progress: Callable[[int], None] | None,
+    should_stop: Callable[[], bool] | None,
+) -> bool:
+    """Send one claimed batch; True when the run must stop (paused or asked to stop)."""
+    rows = session.execute(
+        select(Delivery, Subscriber)
+        .join(Subscriber, Delivery.subscriber_id == Subscriber.id)
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.id)
+    ).all()
+    status = sender_status(session)
+    session.commit()
+    for delivery, subscriber in rows:
+        if should_stop is not None and should_stop():
+            return True
+        outcome = _deliver_one(
+            session, transport, delivery, subscriber, settings, factory, pacer, clock, rng, report
+        )
+        if progress is not None:
+            progress(1)
+        if outcome == "error":
+            status.consecutive_errors += 1
+            if settings.pause_after and status.consecutive_errors >= settings.pause_after:
+                status.paused = True
+                status.paused_at = clock()
+                status.reason = (
+                    f"paused after {status.consecutive_errors} consecutive errors; "
+                    f"last: {delivery.last_reply or delivery.last_error}"
+                )
+                report.paused = status.reason
+                session.commit()
+                return True
+            session.commit()
+        elif outcome == "ok" and status.consecutive_errors:
+            status.consecutive_errors = 0
+            session.commit()
+    return False
+
+
+def _deliver_one(
+    session: Session,
+    transport: Transport,
+    delivery: Delivery,
+    subscriber: Subscriber,
+    settings: _Settings,
+    factory: MessageFactory,
+    pacer: Pacer,
+    clock: Clock,
+    rng: random.Random,
+    report: DeliveryReport,
+) -> str:
+    """Send one message and commit its outcome; returns "ok", "error" or "skip"."""
+    if subscriber.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING) or (
+        delivery.kind == "digest" and subscriber.status != SubscriberStatus.ACTIVE
+    ):
+        delivery.state = DeliveryState.CANCELLED
+        delivery.claimed_by = None
+        delivery.last_error = f"subscriber is {subscriber.status}"
+        session.commit()
+        report.cancelled += 1
+        return "skip"
+    try:
+        message_id, message_bytes = factory.assemble(delivery, subscriber, clock())
+    except Exception as error:
+        # Any failure to build one message (a broken edition, a missing template) is recorded
+        # on that row and retried later; it must not stop the other subscribers' mail.
+        _fail(delivery, f"cannot build the message: {error}", None, settings, clock, rng, report)
+        session.commit()
+        return "error"
+    pacer.wait()
+    try:
+        reply = transport.send(
+            message_bytes,
+            envelope_sender(settings.return_path, settings.sender, delivery.id),
+            [subscriber.email],
+        )
+    except PermanentFailure as error:
+        delivery.attempts += 1
+        delivery.state = DeliveryState.BOUNCED
+        delivery.claimed_by = None
+        delivery.last_reply = error.reply
+        delivery.last_error = "rejected by the receiving server"
+        record_hard_bounce(subscriber, settings.bounce_limit, clock())
+        session.commit()
+        report.bounced += 1
+        return "ok"
+    except TemporaryFailure as error:
+        _fail(delivery, "temporary failure", error.reply, settings, clock, rng, report)
+        session.commit()
+        return "error"
+    delivery.attempts += 1
+    delivery.state = DeliveryState.SENT
+    delivery.claimed_by = None
+    delivery.sent_at = clock()
+    delivery.message_id = message_id
+    delivery.last_reply = reply
+    delivery.last_error = None
+    # This commit is the line between "sent" and "will be sent again after a crash".
+    session.commit()
+    pacer.count()
+    report.sent += 1
+    return "ok"
+
+
+def _fail(
+    delivery: Delivery,
+    error: str,
+    reply: str | None,
+    settings: _Settings,
+    clock: Clock,
+    rng: random.Random,
+    report: DeliveryReport,
+) -> None:
+    delivery.attempts += 1
+    delivery.claimed_by = None
+    delivery.last_error = error
+    delivery.last_reply = reply
+    if delivery.attempts >= settings.max_attempts:
+        delivery.state = DeliveryState.BOUNCED
+        delivery.last_error = f"gave up after {delivery.attempts} attempts: {error}"
+        report.bounced += 1
+    else:
+        delivery.state = DeliveryState.FAILED
+        delivery.next_attempt_at = clock() + retry_delay(
+            delivery.attempts, settings.retry_seconds, rng
+        )
+        report.retried += 1
+    report.errors.append(f"{delivery.id}: {reply or error}")
+
+
+def record_hard_bounce(subscriber: Subscriber, limit: int, now: dt.datetime) -> bool:
+    """Count a permanent failure; suppress the subscriber at ``limit``. True if suppressed."""
+    subscriber.bounce_count = (subscriber.bounce_count or 0) + 1
+    if (
+        limit
+        and subscriber.bounce_count >= limit
+        and subscriber.status
+        in (
+            SubscriberStatus.ACTIVE,
+            SubscriberStatus.PENDING,
+        )
+    ):
+        subscriber.status = SubscriberStatus.BOUNCED
+        return True
+    return False
+
+
+class EditionHeld(LookupError):
+    """An editor held the edition: it is not sent until released."""
+
+
+@dataclass
+class SendResult:
+    """What ``send_edition`` did: rows added to the queue, the delivery run, what is left."""
+
+    edition: Edition
+    queued: int
+    report: DeliveryReport
+    remaining: int
+
+
+def send_edition(
+    session: Session,
+    transport: Transport,
+    day: dt.date,
+    now: dt.datetime,
+    limit: int | None = None,
+    *,
+    on_start: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SendResult:
+    """Build the day's edition if missing, freeze it, queue it, deliver what is due."""
+    edition = session.scalar(select(Edition).where(Edition.day == day))
+    if edition is None:
+        from digest.compose import compose_edition
+
+        edition = compose_edition(session, day, now)
+        session.commit()
+    if edition.status == EditionStatus.HELD:
+        raise EditionHeld(f"the edition of {day.isoformat()} is held by an editor")
+    if not edition.is_frozen:
+        # From here on the content may not change: subscribers must all get the same edition.
+        edition.status = EditionStatus.SENDING
+        session.commit()
+    queued = queue_edition(session, edition, now)
+    if on_start is not None:
+        due = pending_count(session, now)
+        on_start(due if limit is None else min(due, limit))
+    report = deliver_pending(session, transport, now, limit, progress=progress)
+    remaining = (
+        session.scalar(
+            select(func.count(Delivery.id)).where(
+                Delivery.edition_id == edition.id,
+                Delivery.state.in_(
+                    [DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.FAILED]
+                ),
+            )
+        )
+        or 0
+    )
+    if remaining == 0 and edition.status != EditionStatus.SENT:
+        edition.status = EditionStatus.SENT
+        edition.sent_at = now
+        session.commit()
+    return SendResult(edition=edition, queued=queued, report=report, remaining=remaining)
