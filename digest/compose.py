@@ -6,12 +6,12 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from digest.calendar import newsroom_zone
 from digest.models import Article, Edition, EditionStatus
 
 # A snapshot keeps enough text for the web archive to show the full lead; headlines keep less.
@@ -19,7 +19,7 @@ SUMMARY_LIMIT = 600
 RELATED_LIMIT = 5
 # A pull quote is a short sentence; a whole paragraph in guillemets is not one.
 QUOTE_MAX_CHARS = 240
-_QUOTE_MARKS = "«»\"“”„‟'‘’ \u00a0\u202f"
+_QUOTE_MARKS = "«»\"“”„‟'\u2018\u2019 \u00a0\u202f"
 _ENCLOSED_QUOTE = re.compile(r"^\s*[«“\"]\s*(.+?)\s*[»”\"]\s*$", re.DOTALL)
 
 
@@ -29,7 +29,7 @@ class NothingToCompose(LookupError):
 
 def day_bounds(day: dt.date, timezone: str) -> tuple[dt.datetime, dt.datetime]:
     """Start (inclusive) and end (exclusive) of ``day`` in ``timezone``, as aware UTC datetimes."""
-    zone = ZoneInfo(timezone)
+    zone = newsroom_zone(timezone)
     start = dt.datetime.combine(day, dt.time.min, tzinfo=zone)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
@@ -60,7 +60,7 @@ def articles_for_day(session: Session, day: dt.date, timezone: str) -> list[Arti
     )
     if latest is None:
         return []
-    zone = ZoneInfo(timezone)
+    zone = newsroom_zone(timezone)
     latest_start, latest_end = day_bounds(_aware(latest).astimezone(zone).date(), timezone)
     return list(
         session.scalars(
@@ -72,7 +72,7 @@ def articles_for_day(session: Session, day: dt.date, timezone: str) -> list[Arti
 
 
 def compose_edition(session: Session, day: dt.date, now: dt.datetime) -> Edition:
-    """Create or refresh ``day``'s edition snapshot; a frozen (sending/sent) edition is returned as is."""
+    """Create or refresh ``day``'s edition snapshot; a frozen edition is returned unchanged."""
     edition = session.scalar(select(Edition).where(Edition.day == day))
     if edition is not None and edition.is_frozen:
         return edition
@@ -122,7 +122,7 @@ def build_snapshot(
 
 
 def fallback_lead(articles: Sequence[Article]) -> Article | None:
-    """The lead when no smarter choice is available: the fullest article, else the first headline."""
+    """The lead without a smarter choice: the fullest article, else the first headline."""
     candidates = [a for a in articles if not a.excluded]
     if not candidates:
         return None

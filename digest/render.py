@@ -1,4 +1,4 @@
-"""Render an edition once per variant (language × chosen categories): inlined HTML and a text part.
+"""Render an edition once per variant (language x chosen categories): inlined HTML and a text part.
 
 Personal parts (greeting, signed links) are left as literal ``{{ digest_slot:name }}`` slots;
 the mail layer fills them per subscriber, so premailer never runs once per reader.
@@ -104,7 +104,7 @@ def safe_link(url: str | None) -> str | None:
 
 
 def render_variant(edition: Edition, language: str, categories: Sequence[str]) -> RenderedVariant:
-    """Render ``edition`` in ``language`` with only ``categories``: subject, preheader, HTML, text."""
+    """Render ``edition`` in ``language`` with only ``categories``: subject, preheader, parts."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     config = app.config
     if language not in config["LANGUAGES"]:
@@ -132,9 +132,7 @@ def render_variant(edition: Edition, language: str, categories: Sequence[str]) -
     )
 
 
-def _context(
-    edition: Edition, language: str, chosen: Sequence[str], config: Any
-) -> dict[str, Any]:
+def _context(edition: Edition, language: str, chosen: Sequence[str], config: Any) -> dict[str, Any]:
     snapshot = edition.snapshot or {}
     lead = snapshot.get("lead")
     all_sections = [s for s in snapshot.get("sections", []) if s.get("category") in chosen]
@@ -174,7 +172,9 @@ def _context(
         "lead": lead,
         "postal_address": config.get("POSTAL_ADDRESS", ""),
         "site_url": config["PUBLIC_URL"],
-        "toc": [(s["category"], category_label(s["category"]), _headlines(s)) for s in all_sections],
+        "toc": [
+            (s["category"], category_label(s["category"]), _headlines(s)) for s in all_sections
+        ],
         "quote_marks": _quote_marks(language),
         # French sets a space before a colon; the text part uses it between labels and links.
         "colon": "\u00a0: " if language == "fr" else ": ",

@@ -45,7 +45,10 @@ def lead_article(seen: dt.datetime = NOW) -> Article:
         category="health",
         blocks=[
             {"type": "paragraph", "text": OPENING},
-            {"type": "paragraph", "text": "L'apport de l'Intelligence Artificielle ne doit rien au hasard."},
+            {
+                "type": "paragraph",
+                "text": "L'apport de l'Intelligence Artificielle ne doit rien au hasard.",
+            },
             {"type": "heading", "text": "Moins de temps, moins de coûts"},
             {"type": "heading", "text": "Trois questions au Pr Amal Bourquia"},
             {"type": "quote", "text": f"« {QUOTE} »"},
@@ -57,8 +60,12 @@ def lead_article(seen: dt.datetime = NOW) -> Article:
 
 
 def headline(
-    index: int, title: str, category: str | None, story: str | None = None,
-    seen: dt.datetime = NOW, url: str | None = "auto",
+    index: int,
+    title: str,
+    category: str | None,
+    story: str | None = None,
+    seen: dt.datetime = NOW,
+    url: str | None = "auto",
 ) -> Article:
     """One headline of the ticker (no body)."""
     return Article(

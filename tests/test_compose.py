@@ -16,8 +16,7 @@ from tests.email_data import DAY, LEAD_TITLE, NOW, OPENING, QUOTE, add_day, head
 
 def _titles(edition: Edition) -> dict[str, list[str]]:
     return {
-        s["category"]: [item["title"] for item in s["items"]]
-        for s in edition.snapshot["sections"]
+        s["category"]: [item["title"] for item in s["items"]] for s in edition.snapshot["sections"]
     }
 
 
@@ -39,7 +38,11 @@ def test_sections_follow_the_configured_order_and_group_stories(app: Flask) -> N
     add_day(db.session)
     edition = compose_edition(db.session, DAY, NOW)
     assert [s["category"] for s in edition.snapshot["sections"]] == [
-        "politics", "economy", "sport", "health", "other",
+        "politics",
+        "economy",
+        "sport",
+        "health",
+        "other",
     ]
     economy = edition.snapshot["sections"][1]["items"]
     # The two PLF headlines are one story: one item with the other beside it.
@@ -70,8 +73,14 @@ def test_the_day_is_the_newsroom_day_not_the_utc_day(app: Flask) -> None:
     # 23:30 UTC on the 27th is already 00:30 on the 28th in Casablanca (UTC+1).
     late = dt.datetime(2026, 11, 27, 23, 30, tzinfo=dt.UTC)
     db.session.add(headline(1, "Vu après minuit à Casablanca", "politics", seen=late))
-    db.session.add(headline(2, "Vu la veille au soir", "politics",
-                            seen=dt.datetime(2026, 11, 27, 22, 30, tzinfo=dt.UTC)))
+    db.session.add(
+        headline(
+            2,
+            "Vu la veille au soir",
+            "politics",
+            seen=dt.datetime(2026, 11, 27, 22, 30, tzinfo=dt.UTC),
+        )
+    )
     db.session.commit()
     db.session.add(lead_article(seen=late))
     db.session.commit()

@@ -32,21 +32,43 @@ def _visible_text(html: str) -> str:
 def test_french_by_default_words_dates_and_quote(app: Flask) -> None:
     rendered = render_variant(_edition(), "fr", CATEGORIES)
     text = _visible_text(rendered.html)
-    for words in ("samedi 28 novembre 2026", "À la une", "Lire la suite", "Politique",
-                  "Économie", "Sport", "Santé", "Se désabonner", "Gérer mes préférences",
-                  "Le Digest, Casablanca, Maroc", "29 avril 2024", "L'opinion"):
+    for words in (
+        "samedi 28 novembre 2026",
+        "À la une",
+        "Lire la suite",
+        "Politique",
+        "Économie",
+        "Sport",
+        "Santé",
+        "Se désabonner",
+        "Gérer mes préférences",
+        "Le Digest, Casablanca, Maroc",
+        "29 avril 2024",
+        "L'opinion",
+    ):
         assert words in text.replace("&#39;", "'"), words
     assert f"«\u00a0{QUOTE}\u00a0»" in rendered.html.replace("&#39;", "'")
     assert rendered.subject == f"28 novembre 2026 · {LEAD_TITLE}"
-    assert rendered.preheader.startswith("10 titres aujourd’hui : Politique, Économie")
+    assert rendered.preheader.startswith("10 titres aujourd\u2019hui : Politique, Économie")
 
 
 @pytest.mark.parametrize(
     ("language", "words"),
     [
-        ("en", ("Saturday, November 28, 2026", "Top story", "Read more", "Politics", "Unsubscribe")),
-        ("es", ("sábado, 28 de noviembre de 2026", "En portada", "Seguir leyendo", "Política",
-                "Darse de baja")),
+        (
+            "en",
+            ("Saturday, November 28, 2026", "Top story", "Read more", "Politics", "Unsubscribe"),
+        ),
+        (
+            "es",
+            (
+                "sábado, 28 de noviembre de 2026",
+                "En portada",
+                "Seguir leyendo",
+                "Política",
+                "Darse de baja",
+            ),
+        ),
     ],
 )
 def test_english_and_spanish_readers_get_their_language(
@@ -101,7 +123,7 @@ def test_hostile_headlines_are_escaped_and_cannot_forge_slots(app: Flask) -> Non
     db.session.add(
         Article(
             fingerprint="hostile",
-            title='<img src=x onerror=alert(1)> {{ digest_slot:unsubscribe_url }}',
+            title="<img src=x onerror=alert(1)> {{ digest_slot:unsubscribe_url }}",
             title_key="hostile",
             url="javascript:alert(document.cookie)",
             category="politics",
@@ -126,7 +148,7 @@ def test_unknown_language_is_refused(app: Flask) -> None:
 def test_no_chosen_category_still_gives_the_lead_and_a_note(app: Flask) -> None:
     rendered = render_variant(_edition(), "fr", [])
     assert LEAD_TITLE in rendered.html
-    assert "Pas d’actualité dans vos rubriques aujourd’hui." in rendered.html
+    assert "Pas d\u2019actualité dans vos rubriques aujourd\u2019hui." in rendered.html
 
 
 def test_a_200_headline_day_stays_under_gmails_clipping_size(app: Flask) -> None:
@@ -137,7 +159,7 @@ def test_a_200_headline_day_stays_under_gmails_clipping_size(app: Flask) -> None
     assert "autres titres sur le web" in rendered.html
     match = re.search(r"(\d+) autres titres sur le web", rendered.html)
     assert match is not None and int(match.group(1)) > 0
-    assert f'{slot("web_url")}#politics' in rendered.html
+    assert f"{slot('web_url')}#politics" in rendered.html
 
 
 @pytest.mark.no_db
@@ -147,7 +169,8 @@ def test_email_catalogues_are_complete_and_compiled(language: str) -> None:
     with po_path.open("rb") as handle:
         catalog = read_po(handle, locale=language, domain="email")
     untranslated = [
-        m.id for m in catalog
+        m.id
+        for m in catalog
         if m.id and (not m.string or (isinstance(m.string, tuple) and not all(m.string)))
     ]
     assert untranslated == []

@@ -5,13 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import sys
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
+from digest.calendar import newsroom_today
 from digest.models import CATEGORIES, Edition, Subscriber
 
 
@@ -42,7 +42,7 @@ def _parse_categories(
 
 
 def _today(now: dt.datetime) -> dt.date:
-    return now.astimezone(ZoneInfo(current_app.config["TIMEZONE"])).date()
+    return newsroom_today(current_app.config["TIMEZONE"], now)
 
 
 date_option = click.option(
@@ -157,8 +157,7 @@ def preview_command(
         payload = message.as_bytes()
     else:
         part = message.get_body(preferencelist=("html",) if fmt == "html" else ("plain",))
-        assert part is not None  # build_message always writes both parts
-        payload = str(part.get_content()).encode("utf-8")
+        payload = str(part.get_content() if part is not None else "").encode("utf-8")
     if out is None:
         sys.stdout.buffer.write(payload)
         sys.stdout.buffer.flush()
