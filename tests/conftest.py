@@ -20,6 +20,12 @@ SEED_FILE = next(SEED_DIR.glob("*.txt"))
 POSTGRES_URL = os.environ.get("DIGEST_TEST_DATABASE_URL")
 
 
+def pytest_report_header() -> str:
+    if POSTGRES_URL:
+        return "database runs: SQLite and PostgreSQL"
+    return "database runs: SQLite only (PostgreSQL runs skip: set DIGEST_TEST_DATABASE_URL)"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "no_db: the test needs no database backend")
 
