@@ -12,9 +12,18 @@ from flask.cli import FlaskGroup
 
 def register_commands(app: Flask) -> None:
     """Attach every area's commands to ``app.cli`` (FlaskGroup lists them under ``digest``)."""
-    from digest.commands import editions, editors, ingest, mail, ops, subscribers, understand
+    from digest.commands import (
+        editions,
+        editors,
+        ingest,
+        mail,
+        operate,
+        ops,
+        subscribers,
+        understand,
+    )
 
-    for module in (ops, ingest, understand, editions, mail, subscribers, editors):
+    for module in (ops, ingest, understand, editions, mail, subscribers, editors, operate):
         for command in module.COMMANDS:
             app.cli.add_command(command)
 

@@ -53,6 +53,7 @@ SCHEDULER_HEARTBEAT = "scheduler"
 # Send rate is averaged over this window: long enough to smooth SMTP bursts.
 SEND_RATE_WINDOW = dt.timedelta(minutes=5)
 REQUEST_ID_HEADER = "X-Request-ID"
+_QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 # A caller's request id is reused only when it is short and plain, so it can't forge log lines.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _log_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
@@ -135,6 +136,17 @@ def current_request_id() -> str | None:
     return None
 
 
+class QuietAlembic(logging.Filter):
+    """Drops Alembic's per-connection chatter ("Context impl ...") that every /readyz causes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep everything but Alembic's two connection-setup lines."""
+        return not (
+            record.name == "alembic.runtime.migration"
+            and str(record.msg).startswith(("Context impl", "Will assume"))
+        )
+
+
 class ContextFilter(logging.Filter):
     """Stamps each record with the request id and the fields bound by ``log_context``."""
 
@@ -211,6 +223,7 @@ def configure_logging(app: Flask, stream: IO[str] | None = None) -> logging.Hand
         JsonFormatter() if app.config.get("LOG_FORMAT") == "json" else TextFormatter()
     )
     handler.addFilter(ContextFilter())
+    handler.addFilter(QuietAlembic())
     setattr(handler, _HANDLER_FLAG, True)
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _HANDLER_FLAG, False)]:
@@ -240,14 +253,16 @@ def _finish_request(response: Response) -> Response:
         # The route pattern, not the path: /confirm/<token> is one series, not one per token.
         route = request.url_rule.rule if request.url_rule else "unmatched"
         REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(elapsed)
-        if route != "/metrics":
-            log.info(
-                "%s %s %s %.1fms",
-                request.method,
-                request.path,
-                response.status_code,
-                elapsed * 1000,
-            )
+        # Probes and scrapes arrive every few seconds; they'd drown the requests of people.
+        level = logging.DEBUG if route in _QUIET_ROUTES else logging.INFO
+        log.log(
+            level,
+            "%s %s %s %.1fms",
+            request.method,
+            request.path,
+            response.status_code,
+            elapsed * 1000,
+        )
     return response
 
 

@@ -94,13 +94,23 @@ def test_json_logs_name_the_request(
 ) -> None:
     app.config["LOG_FORMAT"] = "json"
     configure_logging(app, log_stream)
-    response = client.get("/healthz?probe=1", headers={"X-Request-ID": "req-123"})
+    response = client.get("/nowhere?q=1", headers={"X-Request-ID": "req-123"})
     lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
-    access = [line for line in lines if line["message"].startswith("GET /healthz 200")]
+    access = [line for line in lines if line["message"].startswith("GET /nowhere 404 ")]
     assert len(access) == 1
     assert access[0]["request_id"] == "req-123" == response.headers["X-Request-ID"]
     assert access[0]["level"] == "INFO"
     assert access[0]["time"].endswith("Z")
+
+
+def test_probes_and_scrapes_stay_out_of_the_info_log(
+    client: FlaskClient, log_stream: io.StringIO
+) -> None:
+    for path in ("/healthz", "/readyz", "/metrics"):
+        client.get(path)
+    client.get("/nowhere")
+    assert log_stream.getvalue().count(" GET ") == 1
+    assert "GET /nowhere 404" in log_stream.getvalue()
 
 
 def test_json_logs_keep_edition_ids_and_tracebacks_on_one_line(
