@@ -223,7 +223,8 @@ def _source_name(article: Article) -> str | None:
     if article.source_name:
         return article.source_name
     for source in article.sources:
-        if source.name:
+        # A seed dump's name is its file name, not a publisher: never show it to readers.
+        if source.name and source.kind != "seed":
             return source.name
     return None
 

@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from digest.models import Edition
+
 log = logging.getLogger(__name__)
 
 
@@ -18,24 +20,29 @@ class DailyReport:
 
     day: dt.date
     ingest: Any = None
-    classified: int = 0
     edition_id: int | None = None
     queued: int = 0
     delivery: Any = None
     errors: list[str] = field(default_factory=list)
 
 
+def prepare_edition(session: Session, day: dt.date, now: dt.datetime) -> Edition:
+    """Classify what was ingested (editors' choices kept), then compose the day's edition."""
+    from digest.compose import compose_edition
+    from digest.understand import classify_articles
+
+    classify_articles(session, now)
+    return compose_edition(session, day, now)
+
+
 def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: Any) -> DailyReport:
     """Run one day's pipeline; safe to run twice (nobody receives an edition twice)."""
-    from digest.compose import compose_edition
     from digest.ingest import ingest_locations
     from digest.mail.delivery import deliver_pending, queue_edition
-    from digest.understand import classify_articles
 
     report = DailyReport(day=day)
     report.ingest = ingest_locations(session, None, now)
-    report.classified = classify_articles(session, now)
-    edition = compose_edition(session, day, now)
+    edition = prepare_edition(session, day, now)
     report.edition_id = edition.id
     report.queued = queue_edition(session, edition, now)
     report.delivery = deliver_pending(session, transport, now)

@@ -58,14 +58,18 @@ date_option = click.option(
 @date_option
 @with_appcontext
 def build_command(day: dt.date | None) -> None:
-    """Compose and store the edition for a day (a sent edition is left as it is)."""
-    from digest.compose import NothingToCompose, compose_edition
+    """Classify the ingested headlines, then compose and store the edition for a day.
+
+    Categories set by an editor are kept; a sent edition is left as it is.
+    """
+    from digest.compose import NothingToCompose
     from digest.extensions import db
+    from digest.jobs import prepare_edition
 
     now = dt.datetime.now(dt.UTC)
     day = day or _today(now)
     try:
-        edition = compose_edition(db.session, day, now)
+        edition = prepare_edition(db.session, day, now)
     except NothingToCompose as error:
         raise click.ClickException(str(error)) from None
     snapshot = edition.snapshot or {}
