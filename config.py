@@ -112,6 +112,10 @@ class TestingConfig(Config):
     RATELIMIT_ENABLED = False
     # Form tests post without a token; the CSRF tests turn it back on.
     WTF_CSRF_ENABLED = False
+    # Cheap argon2 for editors' passwords: tests log in often; production keeps the defaults.
+    ARGON2_TIME_COST = 1
+    ARGON2_MEMORY_KIB = 1024
+    ARGON2_PARALLELISM = 1
 
 
 class ProductionConfig(Config):

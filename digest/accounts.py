@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from flask import current_app, has_app_context
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from digest import audit
-from digest.models import Editor
+from digest.models import AuditEvent, Correction, Editor
 
 ROLES: tuple[str, ...] = ("admin", "editor")
 MIN_PASSWORD_LENGTH = 10
@@ -22,10 +24,28 @@ MAX_PASSWORD_LENGTH = 1024
 # A hash that no password matches: invited editors have it until they choose one.
 UNUSABLE_PASSWORD = "!unusable"
 
-_hasher = PasswordHasher()
-# Verified against when the address is unknown, so a wrong address costs as much time as a
-# wrong password and response times do not reveal which addresses have accounts.
-_DUMMY_HASH = _hasher.hash("not the password of anyone")
+_hashers: dict[tuple[int, int, int], tuple[PasswordHasher, str]] = {}
+
+
+def _hasher() -> tuple[PasswordHasher, str]:
+    """The argon2 hasher for the configured cost, with a hash of no one's password.
+
+    The dummy hash is verified when the address is unknown, so a wrong address costs as much
+    time as a wrong password and response times do not reveal who has an account.
+    """
+    config = current_app.config if has_app_context() else {}
+    default = PasswordHasher()
+    cost = (
+        int(config.get("ARGON2_TIME_COST", default.time_cost)),
+        int(config.get("ARGON2_MEMORY_KIB", default.memory_cost)),
+        int(config.get("ARGON2_PARALLELISM", default.parallelism)),
+    )
+    if cost not in _hashers:
+        hasher = PasswordHasher(time_cost=cost[0], memory_cost=cost[1], parallelism=cost[2])
+        _hashers[cost] = (hasher, hasher.hash("not the password of anyone"))
+    return _hashers[cost]
+
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
@@ -91,13 +111,13 @@ def check_password_strength(password: str) -> None:
 
 def hash_password(password: str) -> str:
     """An argon2id hash of ``password``."""
-    return _hasher.hash(password)
+    return _hasher()[0].hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     """Whether ``password`` matches ``password_hash`` (False for unusable hashes)."""
     try:
-        return _hasher.verify(password_hash, password)
+        return _hasher()[0].verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -201,7 +221,7 @@ def authenticate(
         raise AccountLocked(as_utc(editor.locked_until))
     password = (password or "")[:MAX_PASSWORD_LENGTH]
     if editor is None:
-        verify_password(_DUMMY_HASH, password)
+        verify_password(_hasher()[1], password)
         audit.record(
             session, "login.failed", now, actor=typed, ip=ip, detail={"reason": "unknown address"}
         )
@@ -215,7 +235,7 @@ def authenticate(
             detail["locked_until"] = editor.locked_until.isoformat()
         audit.record(session, "login.failed", now, editor=editor, ip=ip, detail=detail)
         raise InvalidCredentials("Wrong email or password.")
-    if _hasher.check_needs_rehash(editor.password_hash):
+    if _hasher()[0].check_needs_rehash(editor.password_hash):
         editor.password_hash = hash_password(password)
     editor.failed_logins = 0
     editor.locked_until = None
@@ -231,3 +251,57 @@ def list_editors(session: Session) -> Sequence[Editor]:
 def admins_count(session: Session) -> int:
     """How many editors have the admin role (the last one may not be demoted or removed)."""
     return session.scalar(select(func.count(Editor.id)).where(Editor.role == "admin")) or 0
+
+
+INVITE_SALT = "digest.editor-invite"
+INVITE_MAX_AGE = dt.timedelta(days=7)
+
+
+def make_invite_token(editor: Editor, secret_key: str) -> str:
+    """A signed token letting ``editor`` choose a password; using it bumps the version."""
+    serializer = URLSafeTimedSerializer(secret_key, salt=INVITE_SALT)
+    return serializer.dumps({"id": editor.id, "v": editor.session_version})
+
+
+def read_invite_token(
+    session: Session, token: str, secret_key: str, max_age: dt.timedelta = INVITE_MAX_AGE
+) -> Editor:
+    """The editor an invitation is for; AccountError when forged, expired or already used."""
+    serializer = URLSafeTimedSerializer(secret_key, salt=INVITE_SALT)
+    try:
+        data = serializer.loads(token, max_age=int(max_age.total_seconds()))
+    except SignatureExpired as error:
+        raise AccountError("This invitation has expired: ask an admin for a new one.") from error
+    except BadSignature as error:
+        raise AccountError("This invitation link is not valid.") from error
+    if not isinstance(data, dict) or not isinstance(data.get("id"), int):
+        raise AccountError("This invitation link is not valid.")
+    editor = session.get(Editor, data["id"])
+    if editor is None or editor.session_version != data.get("v"):
+        raise AccountError("This invitation has already been used or was withdrawn.")
+    return editor
+
+
+def change_role(session: Session, editor: Editor, role: str) -> None:
+    """Give ``editor`` another role; the last admin keeps theirs."""
+    if role not in ROLES:
+        raise AccountError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}.")
+    if editor.role == "admin" and role != "admin" and admins_count(session) <= 1:
+        raise AccountError("The last admin cannot stop being one: make someone else admin first.")
+    editor.role = role
+
+
+def remove_editor(session: Session, editor: Editor) -> None:
+    """Delete an editor (their audit events stay, with the address they had)."""
+    if editor.role == "admin" and admins_count(session) <= 1:
+        raise AccountError("The last admin cannot be removed.")
+    # Said explicitly because SQLite only honours ON DELETE SET NULL with foreign keys on.
+    for model in (AuditEvent, Correction):
+        session.execute(update(model).where(model.editor_id == editor.id).values(editor_id=None))
+    session.delete(editor)
+
+
+def unlock(editor: Editor) -> None:
+    """Lift an account lockout before it ends by itself."""
+    editor.failed_logins = 0
+    editor.locked_until = None

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, current_app, request
+from flask import Blueprint, abort, current_app, g, request
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
@@ -47,6 +47,9 @@ def _load_editor(user_id: str) -> Editor | None:
 
 @bp.before_request
 def _require_editor() -> ResponseReturnValue | None:
+    # The editor is resolved from this request's session cookie: an app context reused
+    # across requests (tests, embedding callers) must not carry the previous one's user.
+    g.pop("_login_user", None)
     if request.endpoint in OPEN_ENDPOINTS:
         return None
     if not current_user.is_authenticated:
