@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from digest.models import CATEGORIES, Article, Edition
+from digest import audit
+from digest.models import CATEGORIES, Article, Correction, Edition, Editor
+from digest.richtext import MAX_INTRO_CHARS
 
 # Below this confidence the categorizer's choice is flagged for an editor's look.
 DEFAULT_FLAG_BELOW = 0.5
@@ -90,18 +92,30 @@ def edition_article_ids(edition: Edition | None) -> set[int]:
 
 
 def day_articles(session: Session, day: dt.date, timezone: str) -> Sequence[Article]:
-    """Articles of ``day``: first seen or published that day, plus those in its edition."""
+    """The articles the edition of ``day`` draws from, excluded ones included.
+
+    Like composing: those first seen that day, else those of the latest earlier day with
+    any; plus whatever the day's edition already holds.
+    """
     start, end = day_window(day, timezone)
-    edition = session.scalar(select(Edition).where(Edition.day == day))
-    in_edition = edition_article_ids(edition)
-    conditions = [
-        and_(Article.first_seen_at >= start, Article.first_seen_at < end),
-        and_(Article.published_at >= start, Article.published_at < end),
-    ]
-    if in_edition:
-        conditions.append(Article.id.in_(in_edition))
-    query = select(Article).where(or_(*conditions)).order_by(Article.id)
-    return session.scalars(query).all()
+    in_edition = edition_article_ids(edition_of(session, day))
+    window_start = start
+    latest = session.scalar(
+        select(Article.first_seen_at)
+        .where(Article.first_seen_at < end)
+        .order_by(Article.first_seen_at.desc())
+        .limit(1)
+    )
+    if latest is not None and _as_utc(latest) < start:
+        local_day = _as_utc(latest).astimezone(ZoneInfo(timezone)).date()
+        window_start, end = day_window(local_day, timezone)
+    seen = and_(Article.first_seen_at >= window_start, Article.first_seen_at < end)
+    condition = or_(seen, Article.id.in_(in_edition)) if in_edition else seen
+    return session.scalars(select(Article).where(condition).order_by(Article.id)).all()
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def is_flagged(article: Article, flag_below: float = DEFAULT_FLAG_BELOW) -> bool:
@@ -124,7 +138,7 @@ def group_desk(
     """Arrange articles by category (in ``order``) and story, flagging doubtful ones."""
     in_edition = edition_article_ids(edition)
     lead_id = edition.lead_article_id if edition is not None else None
-    by_category: dict[str, dict[str, DeskStory]] = {}
+    stories: dict[str, DeskStory] = {}
     flagged = total = 0
     for article in articles:
         item = DeskItem(
@@ -135,10 +149,13 @@ def group_desk(
         )
         flagged += item.flagged
         total += 1
-        category = article.category or UNSORTED
         key = article.story_key or f"article-{article.id}"
-        stories = by_category.setdefault(category, {})
         stories.setdefault(key, DeskStory(key=key)).items.append(item)
+    # A story sits in the section of its first article, as in the composed edition.
+    by_category: dict[str, dict[str, DeskStory]] = {}
+    for key, story in stories.items():
+        category = story.items[0].article.category or UNSORTED
+        by_category.setdefault(category, {})[key] = story
 
     def story_rank(story: DeskStory) -> tuple[int, int, int]:
         lead_first = 0 if any(item.is_lead for item in story.items) else 1
@@ -162,6 +179,159 @@ def build_desk(
     flag_below: float = DEFAULT_FLAG_BELOW,
 ) -> Desk:
     """The desk for ``day``: its articles, grouped, with the day's edition if built."""
-    edition = session.scalar(select(Edition).where(Edition.day == day))
+    edition = edition_of(session, day)
     articles = day_articles(session, day, timezone)
     return group_desk(articles, day=day, edition=edition, order=order, flag_below=flag_below)
+
+
+class DeskError(Exception):
+    """An editor's change was refused; the message says why."""
+
+
+class EditionFrozen(DeskError):
+    """The edition is being sent or was sent: its content no longer changes."""
+
+
+def edition_of(session: Session, day: dt.date) -> Edition | None:
+    """The edition of ``day``, if one was built."""
+    return session.scalar(select(Edition).where(Edition.day == day))
+
+
+def ensure_editable(edition: Edition | None) -> None:
+    """Refuse to touch an edition once sending started."""
+    if edition is not None and edition.is_frozen:
+        raise EditionFrozen(
+            f"The edition of {edition.day.isoformat()} is {edition.status}: "
+            "what subscribers received can no longer change."
+        )
+
+
+def refresh_draft(session: Session, day: dt.date, now: dt.datetime) -> Edition | None:
+    """Rebuild the day's draft snapshot after an editor's change (frozen ones stay as sent)."""
+    edition = edition_of(session, day)
+    if edition is None or edition.is_frozen:
+        return edition
+    from digest.compose import compose_edition
+
+    return compose_edition(session, day, now)
+
+
+def change_category(
+    session: Session, article: Article, category: str, editor: Editor, now: dt.datetime
+) -> Correction:
+    """Set an article's category as a correction the categorizer learns from."""
+    from digest.understand import record_correction
+
+    if category not in CATEGORIES:
+        raise DeskError(f"Unknown category {category!r}.")
+    before = article.category
+    correction = record_correction(session, article, category, editor, now)
+    audit.record(
+        session,
+        "correction",
+        now,
+        editor=editor,
+        target=_label(article),
+        detail={"from": before, "to": category},
+    )
+    return correction
+
+
+def set_excluded(
+    session: Session, article: Article, excluded: bool, editor: Editor, now: dt.datetime
+) -> None:
+    """Leave an article out of editions (or bring it back)."""
+    article.excluded = excluded
+    audit.record(
+        session, "exclude" if excluded else "include", now, editor=editor, target=_label(article)
+    )
+
+
+def pin_lead(
+    session: Session,
+    edition: Edition,
+    article: Article | None,
+    editor: Editor,
+    now: dt.datetime,
+) -> None:
+    """Make ``article`` the edition's lead whatever the automatic choice; None unpins."""
+    ensure_editable(edition)
+    if article is not None and article.excluded:
+        raise DeskError("An excluded article cannot lead: include it first.")
+    edition.lead_pinned = article is not None
+    if article is not None:
+        edition.lead_article_id = article.id
+    audit.record(
+        session,
+        "lead.pin" if article else "lead.unpin",
+        now,
+        editor=editor,
+        target=_label(article) if article else edition.day.isoformat(),
+    )
+
+
+def merge_story(
+    session: Session, article: Article, into: Article, editor: Editor, now: dt.datetime
+) -> str:
+    """Put ``article``'s whole story into the story of ``into``; returns the kept key."""
+    if article.id == into.id:
+        raise DeskError("An article is already in its own story.")
+    key = into.story_key or f"editor-{into.id}"
+    into.story_key = key
+    into.story_by_editor = True
+    members = [article]
+    if article.story_key:
+        members = list(
+            session.scalars(select(Article).where(Article.story_key == article.story_key))
+        )
+    for member in members:
+        member.story_key = key
+        member.story_by_editor = True
+    audit.record(
+        session,
+        "story.merge",
+        now,
+        editor=editor,
+        target=_label(into),
+        detail={"merged": [m.id for m in members]},
+    )
+    return key
+
+
+def split_story(session: Session, article: Article, editor: Editor, now: dt.datetime) -> str:
+    """Take ``article`` out of its story into one of its own; returns its new key."""
+    old = article.story_key
+    article.story_key = f"editor-{article.id}"
+    article.story_by_editor = True
+    if old:
+        # The rest of the story stays together as the editor saw it.
+        for member in session.scalars(select(Article).where(Article.story_key == old)):
+            member.story_by_editor = True
+    audit.record(
+        session, "story.split", now, editor=editor, target=_label(article), detail={"from": old}
+    )
+    return article.story_key
+
+
+def set_intro(
+    session: Session, edition: Edition, source: str, editor: Editor, now: dt.datetime
+) -> None:
+    """Store the edition's introduction (Markdown; rendered and sanitized when shown)."""
+    ensure_editable(edition)
+    text = (source or "").replace("\r\n", "\n").strip()
+    if len(text) > MAX_INTRO_CHARS:
+        raise DeskError(f"The introduction may have at most {MAX_INTRO_CHARS} characters.")
+    edition.intro = text or None
+    edition.updated_at = now
+    audit.record(
+        session,
+        "intro",
+        now,
+        editor=editor,
+        target=edition.day.isoformat(),
+        detail={"chars": len(text)},
+    )
+
+
+def _label(article: Article) -> str:
+    return f"#{article.id} {article.title}"[:300]

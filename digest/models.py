@@ -115,6 +115,8 @@ class Article(db.Model):
     # True once an editor set the category: re-classification and re-ingest leave it alone.
     category_by_editor: Mapped[bool] = mapped_column(Boolean, default=False)
     story_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    # True once an editor merged or split the story: clustering leaves the key alone.
+    story_by_editor: Mapped[bool] = mapped_column(Boolean, default=False)
     excluded: Mapped[bool] = mapped_column(Boolean, default=False)
     first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -65,6 +65,8 @@ def classify_articles(session: Session, now: dt.datetime) -> int:
 
 
 def _assign_stories(articles: Sequence[Article]) -> None:
+    # Stories an editor merged or split keep their keys: re-clustering must not undo them.
+    articles = [a for a in articles if not a.story_by_editor]
     numbers = cluster([Headline(a.title, a.language or "fr") for a in articles])
     groups: dict[int, list[Article]] = {}
     for article, number in zip(articles, numbers, strict=True):

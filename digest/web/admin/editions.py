@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from digest.extensions import db
 from digest.models import CATEGORIES, Edition, Subscriber
+from digest.richtext import MAX_INTRO_CHARS, markdown_to_html
 from digest.web.admin.blueprint import bp, current_editor, local_today, parse_day
 from digest.web.admin.preview import build_preview
 
@@ -56,6 +57,8 @@ def edition_page(day: str) -> ResponseReturnValue:
         "subscriber_email": subscriber_email,
         "preview": None,
         "problem": None,
+        "intro_html": markdown_to_html(edition.intro if edition else None),
+        "max_intro": MAX_INTRO_CHARS,
     }
     if edition is None:
         return render_template("web/admin/edition.html", **context), 404

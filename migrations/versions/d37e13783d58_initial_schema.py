@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 8dc67fdd6eb6
+Revision ID: d37e13783d58
 Revises: 
-Create Date: 2026-11-28 18:18:07.849212
+Create Date: 2026-11-28 18:26:02.351251
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '8dc67fdd6eb6'
+revision = 'd37e13783d58'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -37,6 +37,7 @@ def upgrade():
     sa.Column('category_evidence', sa.JSON(), nullable=True),
     sa.Column('category_by_editor', sa.Boolean(), nullable=False),
     sa.Column('story_key', sa.String(length=64), nullable=True),
+    sa.Column('story_by_editor', sa.Boolean(), nullable=False),
     sa.Column('excluded', sa.Boolean(), nullable=False),
     sa.Column('first_seen_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
