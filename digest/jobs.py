@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -23,7 +23,6 @@ class DailyReport:
     edition_id: int | None = None
     queued: int = 0
     delivery: Any = None
-    errors: list[str] = field(default_factory=list)
 
 
 def prepare_edition(session: Session, day: dt.date, now: dt.datetime) -> Edition:
@@ -36,15 +35,16 @@ def prepare_edition(session: Session, day: dt.date, now: dt.datetime) -> Edition
 
 
 def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: Any) -> DailyReport:
-    """Run one day's pipeline; safe to run twice (nobody receives an edition twice)."""
+    """Ingest, classify, compose and send one day's edition; running it twice sends nobody twice."""
     from digest.ingest import ingest_locations
-    from digest.mail.delivery import deliver_pending, queue_edition
+    from digest.mail.delivery import send_edition
 
     report = DailyReport(day=day)
     report.ingest = ingest_locations(session, None, now)
     edition = prepare_edition(session, day, now)
     report.edition_id = edition.id
-    report.queued = queue_edition(session, edition, now)
-    report.delivery = deliver_pending(session, transport, now)
-    log.info("daily run for %s: edition %s, %d queued", day.isoformat(), edition.id, report.queued)
+    result = send_edition(session, transport, day, now)
+    report.queued = result.queued
+    report.delivery = result.report
+    log.info("daily run for %s: edition %s, %d queued", day.isoformat(), edition.id, result.queued)
     return report

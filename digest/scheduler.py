@@ -68,13 +68,13 @@ def run_daily_job(app: Flask) -> None:
     """Scheduled edge: read the clock, run the day's pipeline."""
     from digest.extensions import db
     from digest.jobs import run_daily
-    from digest.mail.transports import get_transport
+    from digest.mail.transports import app_transport
 
     now = dt.datetime.now(dt.UTC)
     with app.app_context():
         day = newsroom_today(app.config["TIMEZONE"], now)
         try:
-            run_daily(db.session, day=day, now=now, transport=get_transport(app.config["MAIL_URL"]))
+            run_daily(db.session, day=day, now=now, transport=app_transport(app))
         except Exception:
             # The scheduler must outlive one bad morning; the error goes to the log.
             log.exception("daily run for %s failed", day)
@@ -85,13 +85,11 @@ def deliver_job(app: Flask) -> None:
     """Scheduled edge: send whatever is queued (confirmation mails, retries, digests)."""
     from digest.extensions import db
     from digest.mail.delivery import deliver_pending
-    from digest.mail.transports import get_transport
+    from digest.mail.transports import app_transport
 
     with app.app_context():
         try:
-            deliver_pending(
-                db.session, get_transport(app.config["MAIL_URL"]), dt.datetime.now(dt.UTC)
-            )
+            deliver_pending(db.session, app_transport(app), dt.datetime.now(dt.UTC))
         except Exception:
             log.exception("delivery poll failed")
             db.session.rollback()

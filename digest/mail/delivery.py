@@ -586,9 +586,9 @@ def send_edition(
     """Build the day's edition if missing, freeze it, queue it, deliver what is due."""
     edition = session.scalar(select(Edition).where(Edition.day == day))
     if edition is None:
-        from digest.compose import compose_edition
+        from digest.jobs import prepare_edition
 
-        edition = compose_edition(session, day, now)
+        edition = prepare_edition(session, day, now)
         session.commit()
     if edition.status == EditionStatus.HELD:
         raise EditionHeld(f"the edition of {day.isoformat()} is held by an editor")
