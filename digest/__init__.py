@@ -56,6 +56,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(public.bp)
     app.register_blueprint(admin.bp, url_prefix="/admin")
+    from digest.web import archive
+
+    app.register_blueprint(archive.bp)
 
     from digest import observability
     from digest.web import health

@@ -244,3 +244,25 @@ def _aware(moment: dt.datetime) -> dt.datetime:
 
 def _timestamp(moment: dt.datetime | None) -> float:
     return _aware(moment).timestamp() if moment is not None else 0.0
+
+
+PUBLISHED = (EditionStatus.SENDING, EditionStatus.SENT)
+
+
+def published_editions(session: Session, limit: int = 60) -> list[Edition]:
+    """Editions that went out (sending or sent), newest first: the public archive."""
+    return list(
+        session.scalars(
+            select(Edition)
+            .where(Edition.status.in_([str(s) for s in PUBLISHED]))
+            .order_by(Edition.day.desc())
+            .limit(limit)
+        )
+    )
+
+
+def published_edition(session: Session, day: dt.date) -> Edition | None:
+    """The edition of ``day`` if it went out; drafts stay private to editors."""
+    return session.scalar(
+        select(Edition).where(Edition.day == day, Edition.status.in_([str(s) for s in PUBLISHED]))
+    )

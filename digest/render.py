@@ -306,5 +306,5 @@ def sample_personal(edition: Edition, language: str) -> dict[str, str]:
         "name": "",
         "unsubscribe_url": f"{base}/unsubscribe/preview",
         "manage_url": f"{base}/manage/preview",
-        "web_url": archive_url(config, edition.day),
+        "web_url": f"{archive_url(config, edition.day)}?lang={language}",
     }

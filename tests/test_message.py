@@ -152,7 +152,7 @@ def test_personal_links_are_signed_for_their_purpose(app: Flask) -> None:
     db.session.commit()
     links = personal_links(reader, edition)
     assert links["greeting"] == "Hola, Amina:"
-    assert links["web_url"] == "http://digest.test/archive/2026-11-28"
+    assert links["web_url"] == "http://digest.test/archive/2026-11-28?lang=es"
     unsubscribe = links["unsubscribe_url"].rsplit("/", 1)[1]
     manage = links["manage_url"].rsplit("/", 1)[1]
     assert links["unsubscribe_url"].startswith("http://digest.test/unsubscribe/")

@@ -102,15 +102,20 @@ def personal_links(subscriber: Subscriber, edition: Edition) -> dict[str, str]:
     config = current_app.config
     base = config["PUBLIC_URL"]
     name = _clean(subscriber.name or "").strip()
-    language = subscriber.language if subscriber.language in config["LANGUAGES"] else None
-    with force_locale(language or config["DEFAULT_LANGUAGE"]):
+    language = (
+        subscriber.language
+        if subscriber.language in config["LANGUAGES"]
+        else config["DEFAULT_LANGUAGE"]
+    )
+    with force_locale(language):
         greeting = gettext("Hello %(name)s,", name=name) if name else gettext("Hello,")
     return {
         "greeting": greeting,
         "name": name,
         "unsubscribe_url": f"{base}/unsubscribe/{make_token(subscriber, 'unsubscribe')}",
         "manage_url": f"{base}/manage/{make_token(subscriber, 'manage')}",
-        "web_url": archive_url(config, edition.day),
+        # The web version opens in the reader's language, whatever their browser says.
+        "web_url": f"{archive_url(config, edition.day)}?lang={language}",
     }
 
 
