@@ -59,7 +59,9 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console-script entry point; configuration errors print a message, not a traceback."""
+    """Console-script entry point; configuration and database errors print what to do."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     from digest import ConfigError
 
     try:
@@ -67,3 +69,12 @@ def main() -> None:
     except ConfigError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(2)
+    except (OperationalError, ProgrammingError) as error:
+        # Unreachable server, missing SQLite folder, or tables not created yet.
+        reason = str(error.orig).strip().splitlines()[0] if error.orig else str(error)
+        click.echo(
+            f"Error: the database is not usable ({reason}).\n"
+            "Check DIGEST_DATABASE_URL, then run `digest init` to create or upgrade the schema.",
+            err=True,
+        )
+        sys.exit(1)

@@ -63,3 +63,26 @@ def test_init_builds_the_schema_the_models_describe(database_url: str, tmp_path:
 def test_admin_and_public_blueprints_are_mounted(app: Flask) -> None:
     blueprints = set(app.blueprints)
     assert {"public", "admin"} <= blueprints
+
+
+def test_init_creates_the_instance_folder_of_a_fresh_checkout(tmp_path: Path) -> None:
+    fresh = tmp_path / "not-yet" / "instance"
+    app = make_test_app(f"sqlite:///{fresh / 'digest.db'}", fresh)
+    result = app.test_cli_runner().invoke(args=["init"])
+    assert result.exit_code == 0, result.output
+    assert (fresh / "digest.db").is_file()
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_a_command_on_a_database_without_schema_says_to_run_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from digest.cli import main
+
+    monkeypatch.setenv("DIGEST_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setattr("sys.argv", ["digest", "build", "--date", "2026-11-28"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 1
+    assert "digest init" in capsys.readouterr().err
