@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 5000
 
-.PHONY: run test bench lint install install-test clean
+.PHONY: run test bench lint install install-test clean prod-demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: install
 	$(BIN)/digest ingest
 	$(BIN)/digest build
 	$(BIN)/digest serve --host $(HOST) --port $(PORT)
+
+# The production layout on this machine: PostgreSQL + Redis on loopback, gunicorn,
+# two `digest worker`, one `digest scheduler` (see docs/deployment.md). Ctrl+C stops it.
+prod-demo: install
+	bash deploy/prod-demo.sh
 
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

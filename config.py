@@ -97,6 +97,9 @@ class Config:
     HEARTBEAT_MAX_AGE_SECONDS = 180
     # Where `digest backup` writes SQLite copies; unset means instance/backups.
     BACKUP_DIR: str | None = None
+    # Reverse proxies in front of the web processes (1 behind nginx): their X-Forwarded-For
+    # and X-Forwarded-Proto are trusted, so rate limits see each reader's own address.
+    PROXY_COUNT = 0
 
 
 class DevelopmentConfig(Config):
@@ -179,6 +182,9 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
         or len(set(order)) != len(order)
     ):
         bad("CATEGORY_ORDER", 'expected a JSON list of distinct names, e.g. ["politics", "other"]')
+    proxies = settings.get("PROXY_COUNT", 0)
+    if isinstance(proxies, bool) or not isinstance(proxies, int) or not 0 <= proxies <= 5:
+        bad("PROXY_COUNT", "expected how many proxies stand in front, 0 to 5")
     for name in ("CONFIRM_MAX_AGE_DAYS", "HEARTBEAT_MAX_AGE_SECONDS"):
         value = settings.get(name)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

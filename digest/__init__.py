@@ -65,6 +65,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     observability.init_app(app)
     app.register_blueprint(health.bp)
+    if app.config.get("PROXY_COUNT"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        count = app.config["PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)  # type: ignore[method-assign]
 
     from digest.cli import register_commands
 

@@ -229,7 +229,10 @@ def configure_logging(app: Flask, stream: IO[str] | None = None) -> logging.Hand
     for old in [h for h in root.handlers if getattr(h, _HANDLER_FLAG, False)]:
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(str(app.config.get("LOG_LEVEL", "INFO")).upper())
+    level = str(app.config.get("LOG_LEVEL", "INFO")).upper()
+    root.setLevel(level)
+    # APScheduler logs every run of the minute heartbeat at INFO; keep it for DEBUG only.
+    logging.getLogger("apscheduler").setLevel(level if level == "DEBUG" else "WARNING")
     # Flask's app.logger would write a second, unformatted copy of each line.
     app.logger.handlers.clear()
     app.logger.propagate = True
