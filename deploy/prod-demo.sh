@@ -36,6 +36,8 @@ if [ "$(psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datn
 fi
 
 mkdir -p "$(dirname "$ENV_FILE")"
+# The outbox and metric files live beside the settings (instance/ by default).
+HERE="$(cd "$(dirname "$ENV_FILE")" && pwd)"
 if [ ! -f "$ENV_FILE" ]; then
   say "writing $ENV_FILE"
   umask 077
@@ -45,13 +47,13 @@ DIGEST_SECRET_KEY=$("$BIN/python" -c 'import secrets; print(secrets.token_hex(32
 DIGEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/$DATABASE
 DIGEST_RATELIMIT_STORAGE_URL=redis://127.0.0.1:6379/$REDIS_DB
 DIGEST_PUBLIC_URL=http://127.0.0.1:$PORT
-DIGEST_MAIL_URL=file://$PWD/instance/prod-demo-outbox
+DIGEST_MAIL_URL=file://$HERE/prod-demo-outbox
 DIGEST_LOG_FORMAT=text
 # Plain http on loopback for the demo; a real deployment serves https and keeps these on.
 DIGEST_SESSION_COOKIE_SECURE=false
 DIGEST_REMEMBER_COOKIE_SECURE=false
 WEB_CONCURRENCY=2
-PROMETHEUS_MULTIPROC_DIR=$PWD/instance/prod-demo-metrics
+PROMETHEUS_MULTIPROC_DIR=$HERE/prod-demo-metrics
 SETTINGS
 fi
 
