@@ -18,6 +18,8 @@ from flask import Flask
 from digest.calendar import newsroom_today, newsroom_zone, parse_send_at
 
 log = logging.getLogger(__name__)
+# APScheduler logs every run of the minutely jobs at INFO; only its warnings matter here.
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def daily_trigger(send_at: str, timezone: str) -> CronTrigger:

@@ -36,6 +36,8 @@ def serve_command(host: str, port: int) -> None:
     The embedded default for one machine: `make run` starts it. In production run
     gunicorn, `digest worker` and `digest scheduler` instead.
     """
+    from werkzeug.serving import run_simple
+
     from digest.scheduler import build_scheduler
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -51,7 +53,8 @@ def serve_command(host: str, port: int) -> None:
         "Press Ctrl+C to stop."
     )
     try:
-        app.run(host=host, port=port, threaded=True, use_reloader=False, debug=False)
+        # run_simple, not app.run: Flask ignores app.run() inside its own CLI.
+        run_simple(host, port, app, threaded=True, use_reloader=False)
     except OSError as error:
         raise click.ClickException(
             f"cannot listen on {host}:{port} ({error.strerror}); pick another with --port or PORT=."
