@@ -11,8 +11,10 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from digest import audit
+from digest.compose import compose_edition
 from digest.models import CATEGORIES, Article, Correction, Edition, Editor
 from digest.richtext import MAX_INTRO_CHARS
+from digest.understand import record_correction
 
 # Below this confidence the categorizer's choice is flagged for an editor's look.
 DEFAULT_FLAG_BELOW = 0.5
@@ -211,8 +213,6 @@ def refresh_draft(session: Session, day: dt.date, now: dt.datetime) -> Edition |
     edition = edition_of(session, day)
     if edition is None or edition.is_frozen:
         return edition
-    from digest.compose import compose_edition
-
     return compose_edition(session, day, now)
 
 
@@ -220,8 +220,6 @@ def change_category(
     session: Session, article: Article, category: str, editor: Editor, now: dt.datetime
 ) -> Correction:
     """Set an article's category as a correction the categorizer learns from."""
-    from digest.understand import record_correction
-
     if category not in CATEGORIES:
         raise DeskError(f"Unknown category {category!r}.")
     before = article.category

@@ -28,6 +28,7 @@ from premailer import Premailer
 
 from digest import PROJECT_ROOT
 from digest.models import CATEGORIES, Edition
+from digest.richtext import markdown_to_html, markdown_to_text
 
 TEMPLATE_DIR = PROJECT_ROOT / "templates" / "email"
 TRANSLATIONS_DIR = PROJECT_ROOT / "digest" / "translations"
@@ -168,7 +169,9 @@ def _context(edition: Edition, language: str, chosen: Sequence[str], config: Any
         "preheader": preheader,
         "long_date": long_date,
         "edition": edition,
-        "intro": (edition.intro or "").strip(),
+        # The editor's introduction is Markdown: sanitized HTML for the HTML part, text for text.
+        "intro": markdown_to_text(edition.intro),
+        "intro_html": markdown_to_html(edition.intro),
         "lead": lead,
         "postal_address": config.get("POSTAL_ADDRESS", ""),
         "site_url": config["PUBLIC_URL"],

@@ -27,7 +27,12 @@ def _sample_url(app: Flask, rule: object) -> str:
     values = {}
     for name in rule.arguments:  # type: ignore[attr-defined]
         converter = rule._converters[name]  # type: ignore[attr-defined]
-        values[name] = 1 if converter.__class__.__name__ == "IntegerConverter" else "2024-04-29"
+        if converter.__class__.__name__ == "IntegerConverter":
+            values[name] = 1
+        elif hasattr(converter, "items"):  # any(...): one of its words
+            values[name] = sorted(converter.items)[0]
+        else:
+            values[name] = "2024-04-29"
     with app.test_request_context():
         from flask import url_for
 

@@ -211,3 +211,29 @@ def test_intro_longer_than_the_limit_is_refused(app: Flask) -> None:
         assert "at most" in str(error)
     else:
         raise AssertionError("an over-long introduction was accepted")
+
+
+def test_building_from_the_desk_then_pinning_another_lead(app: Flask) -> None:
+    client = logged_in_client(app)
+    empty = client.post("/admin/editions/2024-04-29/build")
+    assert empty.status_code == 303
+    assert "run `digest ingest` first" in client.get("/admin/").get_data(as_text=True)
+    first = add_article("Le roi inaugure le port de Dakhla", category="politics")
+    second = add_article("Le Raja champion", category="sport")
+    db.session.commit()
+    assert client.post("/admin/editions/2024-04-29/build").status_code == 303
+    edition = desk.edition_of(db.session, DAY)
+    assert edition is not None and edition.status == "draft"
+    other = second if edition.lead_article_id == first.id else first
+    assert _post(client, f"/admin/articles/{other.id}/lead").status_code == 303
+    db.session.expire_all()
+    edition = desk.edition_of(db.session, DAY)
+    assert edition.lead_pinned and edition.lead_article_id == other.id
+    assert edition.snapshot["lead"]["article_id"] == other.id
+    html = client.get("/admin/?date=2024-04-29").get_data(as_text=True)
+    assert "Unpin the lead" in html
+    lead_block = html[html.index(f'id="article-{other.id}"'):]
+    assert 'class="badge lead"' in lead_block[: lead_block.index("</h3>")]
+    assert client.post("/admin/editions/2024-04-29/unpin").status_code == 303
+    db.session.expire_all()
+    assert not desk.edition_of(db.session, DAY).lead_pinned

@@ -7,8 +7,10 @@ import datetime as dt
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from digest import desk
+from digest import audit, desk
+from digest.compose import NothingToCompose
 from digest.extensions import db
+from digest.jobs import prepare_edition
 from digest.models import Article
 from digest.web.admin.blueprint import bp, current_editor, local_today, now, parse_day
 
@@ -174,16 +176,12 @@ def build_edition(day: str) -> ResponseReturnValue:
     edition = desk.edition_of(db.session, date)
     if edition is not None and edition.is_frozen:
         return _refused(date, desk.EditionFrozen(f"The edition of {day} is {edition.status}."))
-    from digest.compose import NothingToCompose, compose_edition
-
     try:
-        compose_edition(db.session, date, now())
+        prepare_edition(db.session, date, now())
     except NothingToCompose as error:
         db.session.rollback()
         flash(str(error), "error")
         return _back(date)
-    from digest import audit
-
     audit.record(db.session, "edition.build", now(), editor=current_editor(), target=day)
     db.session.commit()
     flash(f"The edition of {day} is built.", "info")

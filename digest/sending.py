@@ -1,0 +1,352 @@
+"""What editors do with an edition's mail: preview it as sent, test it, send, pause, cancel."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from digest import audit
+from digest.mail.assembly import MessageFactory
+from digest.mail.delivery import (
+    edition_categories,
+    enqueue_message,
+    queue_edition,
+    resume_sending,
+    sender_status,
+)
+from digest.mail.message import build_message, personal_links
+from digest.models import (
+    Delivery,
+    DeliveryState,
+    Edition,
+    EditionStatus,
+    Editor,
+    Subscriber,
+    SubscriberStatus,
+)
+from digest.render import sample_personal
+
+TEST_PREFIX = "[Test] "
+# Why a row was cancelled by an editor: "send now" after a cancel queues these again.
+CANCELLED_BY_EDITOR = "cancelled by an editor"
+
+
+class SendingError(Exception):
+    """The sending action cannot be done now; the message says why."""
+
+
+@dataclass(frozen=True)
+class Preview:
+    """The parts of one built message an editor inspects."""
+
+    message: EmailMessage
+    subject: str
+    headers: str
+    html: str
+    text: str
+    language: str
+    categories: tuple[str, ...]
+    recipient: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an edition's sending stands, from its delivery rows."""
+
+    status: str
+    total: int
+    queued: int
+    sending: int
+    sent: int
+    failed: int
+    bounced: int
+    cancelled: int
+    paused: str | None
+
+    @property
+    def finished(self) -> int:
+        """Rows with a final outcome."""
+        return self.sent + self.bounced + self.cancelled
+
+    @property
+    def done(self) -> bool:
+        """Nothing is left to send (or retry)."""
+        return self.total > 0 and self.queued + self.sending + self.failed == 0
+
+    @property
+    def percent(self) -> int:
+        """Share of rows with a final outcome, 0-100."""
+        return round(100 * self.finished / self.total) if self.total else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON the progress bar polls."""
+        return {
+            "status": self.status,
+            "total": self.total,
+            "queued": self.queued,
+            "sending": self.sending,
+            "sent": self.sent,
+            "failed": self.failed,
+            "bounced": self.bounced,
+            "cancelled": self.cancelled,
+            "paused": self.paused,
+            "done": self.done,
+            "percent": self.percent,
+        }
+
+
+def _raw_headers(message: EmailMessage) -> str:
+    """The header block as it goes on the wire (folded and encoded)."""
+    raw = message.as_bytes()
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        head, found, _ = raw.partition(separator)
+        if found:
+            return head.decode("ascii", "replace").replace("\r\n", "\n")
+    return raw.decode("ascii", "replace")
+
+
+def _part(message: EmailMessage, subtype: str) -> str:
+    body = message.get_body(preferencelist=(subtype,))
+    if body is None:
+        return ""
+    content = body.get_content()
+    return content if isinstance(content, str) else content.decode("utf-8", "replace")
+
+
+def build_preview(
+    session: Session,
+    edition: Edition,
+    config: Mapping[str, Any],
+    *,
+    subscriber: Subscriber | None = None,
+    language: str = "fr",
+    categories: Sequence[str] = (),
+    recipient_email: str = "",
+    now: dt.datetime | None = None,
+) -> Preview:
+    """The message a subscriber (or a stand-in reader of a variant) gets for ``edition``.
+
+    The variant is chosen and rendered by the sender's own ``MessageFactory`` and the message
+    built by ``build_message``, so the preview is what goes out. A stand-in gets the sample
+    (non-personal) links instead of signed ones.
+    """
+    factory = MessageFactory(session, config)
+    if subscriber is not None:
+        reader = subscriber
+        personal = personal_links(subscriber, edition)
+    else:
+        # Never added to the session: it only carries the variant's language and categories.
+        reader = Subscriber(email=recipient_email, language=language, categories=list(categories))
+        personal = sample_personal(edition, language)
+    rendered = factory.variant(edition, reader)
+    message = build_message(rendered, reader.email, personal, config, now=now)
+    present = edition_categories(edition)
+    wanted = set(reader.categories or ())
+    shown = tuple(c for c in present if c in wanted) or tuple(present)
+    return Preview(
+        message=message,
+        subject=str(message["Subject"]),
+        headers=_raw_headers(message),
+        html=_part(message, "html"),
+        text=_part(message, "plain"),
+        language=reader.language,
+        categories=shown,
+        recipient=reader.email,
+    )
+
+
+def send_test(
+    session: Session,
+    edition: Edition,
+    editor: Editor,
+    config: Mapping[str, Any],
+    now: dt.datetime,
+) -> Delivery:
+    """Queue the real message to the editor's own address, subject prefixed "[Test]".
+
+    It goes through the delivery ledger like any mail. An editor who is not a subscriber gets
+    a pending subscriber row (never sent digests) so the ledger has someone to deliver to.
+    """
+    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == editor.email))
+    if subscriber is None:
+        subscriber = Subscriber(
+            email=editor.email,
+            status=SubscriberStatus.PENDING,
+            language=str(config.get("DEFAULT_LANGUAGE", "fr")),
+            consent_source="editor-test",
+            created_at=now,
+        )
+        session.add(subscriber)
+        session.flush()
+    preview = build_preview(session, edition, config, subscriber=subscriber, now=now)
+    delivery = enqueue_message(
+        session,
+        subscriber,
+        "test",
+        TEST_PREFIX + preview.subject,
+        preview.text,
+        preview.html,
+        now,
+    )
+    audit.record(
+        session,
+        "edition.test",
+        now,
+        editor=editor,
+        target=edition.day.isoformat(),
+        detail={"to": editor.email},
+    )
+    return delivery
+
+
+def approve(session: Session, edition: Edition, editor: Editor, now: dt.datetime) -> None:
+    """Approve a draft (or held) edition for the scheduled send."""
+    if edition.is_frozen:
+        raise SendingError(f"The edition is already {edition.status}.")
+    edition.status = EditionStatus.APPROVED
+    edition.approved_at = now
+    audit.record(session, "edition.approve", now, editor=editor, target=edition.day.isoformat())
+
+
+def hold(session: Session, edition: Edition, editor: Editor, now: dt.datetime) -> None:
+    """Hold an edition: the scheduled send leaves it alone until someone sends it."""
+    if edition.is_frozen:
+        raise SendingError(f"The edition is already {edition.status}.")
+    edition.status = EditionStatus.HELD
+    edition.approved_at = None
+    audit.record(session, "edition.hold", now, editor=editor, target=edition.day.isoformat())
+
+
+def send_now(session: Session, edition: Edition, editor: Editor, now: dt.datetime) -> int:
+    """Freeze the edition and queue it for every subscriber; the workers deliver it.
+
+    Returns how many deliveries were queued (rows an editor cancelled are queued again).
+    """
+    if edition.status == EditionStatus.SENT and not _has_cancelled_rows(session, edition):
+        raise SendingError("This edition has been sent already.")
+    if not edition.is_frozen:
+        edition.status = EditionStatus.SENDING
+        if edition.approved_at is None:
+            edition.approved_at = now
+    else:
+        edition.status = EditionStatus.SENDING
+    requeued = session.execute(
+        update(Delivery)
+        .where(
+            Delivery.edition_id == edition.id,
+            Delivery.state == DeliveryState.CANCELLED,
+            Delivery.last_error == CANCELLED_BY_EDITOR,
+        )
+        .values(state=DeliveryState.QUEUED, last_error=None, next_attempt_at=now)
+    ).rowcount
+    audit.record(session, "edition.send", now, editor=editor, target=edition.day.isoformat())
+    session.commit()
+    queued = queue_edition(session, edition, now)
+    return queued + (requeued or 0)
+
+
+def _has_cancelled_rows(session: Session, edition: Edition) -> bool:
+    return bool(
+        session.scalar(
+            select(func.count(Delivery.id)).where(
+                Delivery.edition_id == edition.id,
+                Delivery.state == DeliveryState.CANCELLED,
+                Delivery.last_error == CANCELLED_BY_EDITOR,
+            )
+        )
+    )
+
+
+def pause(session: Session, editor: Editor, now: dt.datetime) -> None:
+    """Stop all sending after the messages in hand; nothing is lost, resume continues."""
+    status = sender_status(session)
+    status.paused = True
+    status.paused_at = now
+    status.reason = f"paused by {editor.email}"
+    audit.record(session, "sending.pause", now, editor=editor)
+
+
+def resume(session: Session, editor: Editor, now: dt.datetime) -> None:
+    """Let the workers send again."""
+    audit.record(session, "sending.resume", now, editor=editor)
+    resume_sending(session)
+
+
+def cancel(session: Session, edition: Edition, editor: Editor, now: dt.datetime) -> int:
+    """Cancel every delivery of the edition not yet handed over; returns how many.
+
+    Messages already accepted by the mail server cannot be called back. An edition nobody
+    received goes back to held (it may be edited again); otherwise it counts as sent.
+    """
+    cancelled = (
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.edition_id == edition.id,
+                Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.FAILED]),
+            )
+            .values(state=DeliveryState.CANCELLED, last_error=CANCELLED_BY_EDITOR)
+        ).rowcount
+        or 0
+    )
+    delivered = session.scalar(
+        select(func.count(Delivery.id)).where(
+            Delivery.edition_id == edition.id,
+            Delivery.state.in_([DeliveryState.SENT, DeliveryState.BOUNCED, DeliveryState.SENDING]),
+        )
+    )
+    if delivered:
+        edition.status = EditionStatus.SENT
+        edition.sent_at = edition.sent_at or now
+    else:
+        edition.status = EditionStatus.HELD
+    audit.record(
+        session,
+        "edition.cancel",
+        now,
+        editor=editor,
+        target=edition.day.isoformat(),
+        detail={"cancelled": cancelled},
+    )
+    return cancelled
+
+
+def finish_if_done(session: Session, edition: Edition, report: Progress) -> bool:
+    """Mark a sending edition sent once its ledger has nothing left; True when it changed."""
+    if edition.status != EditionStatus.SENDING or not report.done:
+        return False
+    edition.status = EditionStatus.SENT
+    edition.sent_at = (
+        session.scalar(select(func.max(Delivery.sent_at)).where(Delivery.edition_id == edition.id))
+        or edition.sent_at
+    )
+    return True
+
+
+def progress(session: Session, edition: Edition) -> Progress:
+    """Counts of the edition's deliveries by state, and the pause switch."""
+    counts = dict(
+        session.execute(
+            select(Delivery.state, func.count(Delivery.id))
+            .where(Delivery.edition_id == edition.id)
+            .group_by(Delivery.state)
+        ).all()
+    )
+    status = sender_status(session)
+    return Progress(
+        status=edition.status,
+        total=sum(counts.values()),
+        queued=counts.get(DeliveryState.QUEUED, 0),
+        sending=counts.get(DeliveryState.SENDING, 0),
+        sent=counts.get(DeliveryState.SENT, 0),
+        failed=counts.get(DeliveryState.FAILED, 0),
+        bounced=counts.get(DeliveryState.BOUNCED, 0),
+        cancelled=counts.get(DeliveryState.CANCELLED, 0),
+        paused=(status.reason or "paused") if status.paused else None,
+    )
