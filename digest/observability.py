@@ -183,8 +183,9 @@ class TextFormatter(logging.Formatter):
         """One readable line (plus the traceback, if any)."""
         stamp = dt.datetime.fromtimestamp(record.created, dt.UTC)
         tags = []
-        if getattr(record, "request_id", None):
-            tags.append(f"req={record.request_id}")
+        request_id = getattr(record, "request_id", None)
+        if request_id:
+            tags.append(f"req={request_id}")
         tags.extend(f"{key}={value}" for key, value in sorted(_extra_fields(record).items()))
         line = (
             f"{stamp.strftime('%Y-%m-%dT%H:%M:%S.')}{stamp.microsecond // 1000:03d}Z "
@@ -387,7 +388,8 @@ def collect_status(session: Session, now: dt.datetime, recent: int = 5) -> Statu
             .where(Delivery.edition_id.in_(by_id))
             .group_by(Delivery.edition_id, Delivery.state)
         ):
-            by_id[edition_id].deliveries[state] = count
+            if edition_id is not None:
+                by_id[edition_id].deliveries[state] = count
 
     failures = session.scalars(
         select(Delivery)
