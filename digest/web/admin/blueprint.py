@@ -113,11 +113,21 @@ def parse_day(value: str) -> dt.date:
 
 @bp.context_processor
 def _admin_nav() -> dict[str, Any]:
-    items = [("admin.desk", "Desk"), ("admin.editions", "Editions")]
+    items = [
+        (endpoint, label)
+        for endpoint, label in EDITOR_NAV
+        if endpoint in current_app.view_functions
+    ]
     if current_user.is_authenticated and current_user.role == "admin":
         items.extend(item for item in ADMIN_ONLY_NAV if item[0] in current_app.view_functions)
     return {"admin_nav": items}
 
 
-# Pages only admins see in the menu (added as their modules register them).
+# The menu every editor sees, then the pages only admins see (if their views are registered).
+EDITOR_NAV: list[tuple[str, str]] = [
+    ("admin.desk", "Desk"),
+    ("admin.editions", "Editions"),
+    ("admin.subscribers", "Subscribers"),
+    ("admin.numbers", "Numbers"),
+]
 ADMIN_ONLY_NAV: list[tuple[str, str]] = []
