@@ -10,6 +10,7 @@ import click
 from flask.cli import with_appcontext
 
 from digest.understand.categorizer import Memory
+from digest.understand.evaluation import LabelledRow
 
 
 def read_text_input(path: Path | None) -> str:
@@ -75,4 +76,54 @@ def classify_command(file: Path | None, evidence: bool) -> None:
         click.echo(json.dumps(row, ensure_ascii=False))
 
 
-COMMANDS: list[click.Command] = [classify_command]
+def _labelled_rows(file: Path, labels: tuple[str, ...] | None) -> list[LabelledRow]:
+    from digest.understand.evaluation import LabelledFileError, read_labelled
+
+    text = read_text_input(file)
+    try:
+        return read_labelled(text, str(file), labels=labels)
+    except LabelledFileError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@click.command("eval-categories")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--errors", is_flag=True, help="Also list the misclassified headlines.")
+@click.option(
+    "--lexicon-only",
+    is_flag=True,
+    help="Leave out editors' corrections stored in the database.",
+)
+@with_appcontext
+def eval_categories_command(file: Path, errors: bool, lexicon_only: bool) -> None:
+    """Score the categorizer on FILE.tsv (columns text, label, optional lang).
+
+    Prints per-class precision, recall and F1, macro-F1, per-language figures and the
+    confusion matrix. A first line starting with "text" is taken as a header.
+    """
+    from digest.models import CATEGORIES
+    from digest.understand import Categorizer
+    from digest.understand.evaluation import evaluate_categories, format_category_report
+
+    rows = _labelled_rows(file, CATEGORIES)
+    categorizer = Categorizer(None if lexicon_only else _memory_if_any())
+    report = evaluate_categories(rows, categorizer)
+    click.echo(format_category_report(report, show_errors=errors))
+
+
+@click.command("eval-stories")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--errors", is_flag=True, help="Also list false merges and missed pairs.")
+def eval_stories_command(file: Path, errors: bool) -> None:
+    """Score story clustering on FILE.tsv (columns text, story id, optional lang).
+
+    Prints pairwise precision (pairs put together that belong together) and recall
+    (pairs that belong together and were put together).
+    """
+    from digest.understand.evaluation import evaluate_stories, format_story_report
+
+    report = evaluate_stories(_labelled_rows(file, None))
+    click.echo(format_story_report(report, show_errors=errors))
+
+
+COMMANDS: list[click.Command] = [classify_command, eval_categories_command, eval_stories_command]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,16 @@ from digest.understand.text import content_stems
 # the longer one; sharing only frequent words ("Maroc", "roi", "2026") is not enough.
 SAME_STORY = 0.6
 MIN_SHARED = 2
+
+
+# A kicker is the label outlets put before the headline proper: "PLF 2026 : ...", "PLF 2026. ...".
+_KICKER = re.compile(r"^\s*([^:.«»\"]{2,40}?)\s*(?::|\.\s|\s[\u2013\u2014-]\s)\s*(.+)$", re.DOTALL)
+# A capitalized word after a space or an elision, i.e. not the first word of the text.
+_NAME = re.compile(r"(?<=[\s'\u2019])[A-ZÀ-Ý][\w-]+")
+# Capitalized by habit, not names: they say nothing about which event a headline reports.
+_CAPITALIZED_COMMON = frozenset(
+    ["Etat", "État", "Roi", "Souverain", "Gouvernement", "Parlement", "Royaume"]
+)
 
 
 @dataclass(frozen=True)
@@ -26,6 +37,26 @@ class Headline:
 def _signature(headline: Headline) -> frozenset[str]:
     language = headline.language if headline.language in ("fr", "es", "en") else "other"
     return frozenset(s for s in content_stems(headline.text, language) if len(s) > 1)
+
+
+def dossier(headline: Headline) -> str | None:
+    """The named dossier a headline comments on, when that is all it names.
+
+    "PLF 2026 : un tournant fiscal décisif" comments on the finance bill and names nothing
+    else, so it joins the other comments on "PLF 2026". A kicker without a number ("Mercato :")
+    or a headline naming someone ("CAN 2025 : le Maroc bat la Zambie") reports its own event.
+    """
+    match = _KICKER.match(headline.text)
+    if match is None:
+        return None
+    kicker, rest = match.groups()
+    language = headline.language if headline.language in ("fr", "es", "en") else "other"
+    stems = content_stems(kicker, language)
+    if len(stems) < 2 or not any(any(ch.isdigit() for ch in s) for s in stems):
+        return None
+    if any(name not in _CAPITALIZED_COMMON for name in _NAME.findall(rest)):
+        return None
+    return " ".join(stems)
 
 
 def similarity(a: frozenset[str], b: frozenset[str], idf: dict[str, float]) -> float:
@@ -61,6 +92,11 @@ def cluster(headlines: Sequence[Headline]) -> list[int]:
             i = parent[i]
         return i
 
+    dossiers: dict[str, int] = {}
+    for index, headline in enumerate(headlines):
+        key = dossier(headline)
+        if key is not None:
+            parent[find(index)] = find(dossiers.setdefault(key, index))
     for index, signature in enumerate(signatures):
         candidates: set[int] = set()
         for term in signature:
