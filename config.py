@@ -51,6 +51,11 @@ class Config:
     CATEGORY_ORDER = ("politics", "economy", "sport", "health", "other")
     # Where `digest ingest` reads when no source is configured (relative to the project root).
     SEED_DIR: str | None = None
+    # Fetching sources over HTTP: whole-transfer timeout (s), size cap, redirects, User-Agent.
+    INGEST_TIMEOUT = 10
+    INGEST_MAX_BYTES = 10 * 1024 * 1024
+    INGEST_MAX_REDIRECTS = 5
+    INGEST_USER_AGENT: str | None = None
     # Days a confirmation link stays valid after sign-up.
     CONFIRM_MAX_AGE_DAYS = 7
     # Delivery: rows claimed per batch by a sender.

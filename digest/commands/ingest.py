@@ -19,6 +19,14 @@ from digest.ingest import (
     plan_locations,
     preview_locations,
 )
+from digest.ingest.sources import (
+    SourceError,
+    add_source,
+    check_sources,
+    list_sources,
+    remove_source,
+)
+from digest.models import Source
 
 
 @contextmanager
@@ -95,4 +103,99 @@ def ingest_command(locations: tuple[str, ...], dry_run: bool, as_json: bool) -> 
         )
 
 
-COMMANDS: list[click.Command] = [ingest_command]
+def _source_row(source: Source) -> dict[str, object]:
+    return {
+        "id": source.id,
+        "kind": source.kind,
+        "location": source.location,
+        "name": source.name,
+        "enabled": source.enabled,
+        "last_fetched_at": source.last_fetched_at.isoformat() if source.last_fetched_at else None,
+        "status": source.status,
+        "last_error": source.last_error,
+    }
+
+
+@click.group("sources")
+def sources_group() -> None:
+    """Manage the sources `digest ingest` reads every morning."""
+
+
+@sources_group.command("add")
+@click.argument("location", metavar="PATH|URL")
+@click.option("--name", help="Display name (default: the host or file name).")
+@click.option("--disabled", is_flag=True, help="Remember the source without reading it daily.")
+@with_appcontext
+def sources_add(location: str, name: str | None, disabled: bool) -> None:
+    """Add a source: an aggregator text dump, an RSS/Atom feed or an article page."""
+    try:
+        source = add_source(db.session(), location, name=name, enabled=not disabled)
+    except SourceError as error:
+        raise click.BadParameter(str(error), param_hint="PATH|URL") from error
+    db.session.commit()
+    state = "disabled" if disabled else "enabled"
+    click.echo(f"Source {source.id} ({source.kind}, {state}): {source.location}")
+
+
+@sources_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the sources as JSON.")
+@with_appcontext
+def sources_list(as_json: bool) -> None:
+    """List sources with their kind, state, last fetch and last error."""
+    rows = [_source_row(source) for source in list_sources(db.session())]
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("No sources configured: `digest ingest` reads seeds/.")
+        return
+    for row in rows:
+        state = "on " if row["enabled"] else "off"
+        fetched = row["last_fetched_at"] or "never"
+        line = f"{row['id']:>4} {state} {row['kind']:<5} {row['status'] or '-':<9} {fetched}  "
+        click.echo(line + str(row["location"]))
+        if row["last_error"]:
+            click.echo(f"          error: {row['last_error']}")
+
+
+@sources_group.command("remove")
+@click.argument("reference", metavar="ID|LOCATION")
+@with_appcontext
+def sources_remove(reference: str) -> None:
+    """Remove a source; the articles it brought stay."""
+    try:
+        source = remove_source(db.session(), reference)
+    except SourceError as error:
+        raise click.BadParameter(str(error), param_hint="ID|LOCATION") from error
+    db.session.commit()
+    click.echo(f"Removed source {source.id}: {source.location}")
+
+
+@sources_group.command("check")
+@click.argument("references", nargs=-1, metavar="[ID|LOCATION]...")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@with_appcontext
+def sources_check(references: tuple[str, ...], as_json: bool) -> None:
+    """Fetch and parse sources (default: the enabled ones) without storing articles."""
+    try:
+        report = check_sources(db.session(), list(references) or None, dt.datetime.now(dt.UTC))
+    except SourceError as error:
+        raise click.BadParameter(str(error), param_hint="ID|LOCATION") from error
+    db.session.commit()
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        for entry in report.sources:
+            if entry.status == "error":
+                click.echo(f"FAILED   {entry.location}: {entry.error}")
+            else:
+                click.echo(f"ok       {entry.location}: {entry.kind}, {entry.found} items")
+        if not report.sources:
+            click.echo("No enabled sources to check.")
+    if report.failed:
+        raise click.ClickException(
+            f"{len(report.failed)} of {len(report.sources)} source(s) failed"
+        )
+
+
+COMMANDS: list[click.Command] = [ingest_command, sources_group]

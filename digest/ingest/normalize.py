@@ -112,3 +112,69 @@ def match_key(text: str) -> str:
     text = _KEY_SEPARATORS.sub(" ", text)
     text = _EDGE_APOSTROPHES.sub(" ", text)
     return " ".join(text.split())
+
+
+_BLOCK_TYPE_OF = {
+    "p": "paragraph",
+    "li": "paragraph",
+    "dd": "paragraph",
+    "pre": "paragraph",
+    "h1": "heading",
+    "h2": "heading",
+    "h3": "heading",
+    "h4": "heading",
+    "h5": "heading",
+    "h6": "heading",
+    "blockquote": "quote",
+}
+
+
+class _BlockExtractor(HTMLParser):
+    """Splits an HTML body into typed text blocks (paragraphs, headings, quotes)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[dict[str, str]] = []
+        self._kind = "paragraph"
+        self._buffer: list[str] = []
+        self._skipping = 0
+
+    def _flush(self) -> None:
+        text = clean_text("".join(self._buffer))
+        if text:
+            self.blocks.append({"type": self._kind, "text": text})
+        self._buffer = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIPPED_ELEMENTS:
+            self._skipping += 1
+        elif tag in _BLOCK_TYPE_OF:
+            self._flush()
+            # Paragraphs inside a blockquote stay quotes.
+            if not (self._kind == "quote" and tag == "p"):
+                self._kind = _BLOCK_TYPE_OF[tag]
+        elif tag == "br":
+            self._buffer.append(" ")
+        elif tag in _BLOCK_ELEMENTS:
+            self._flush()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIPPED_ELEMENTS:
+            self._skipping = max(0, self._skipping - 1)
+        elif tag in _BLOCK_TYPE_OF or tag in _BLOCK_ELEMENTS:
+            self._flush()
+            if tag in _BLOCK_TYPE_OF and tag != "p":
+                self._kind = "paragraph"
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self._buffer.append(data)
+
+
+def html_blocks(fragment: str) -> list[dict[str, str]]:
+    """Typed text blocks of an HTML body: [{"type": "paragraph"|"heading"|"quote", "text"}]."""
+    parser = _BlockExtractor()
+    parser.feed(fragment)
+    parser.close()
+    parser._flush()
+    return parser.blocks

@@ -15,17 +15,17 @@ from sqlalchemy.orm import Session
 
 from digest.ingest.aggregator import dump_items, parse_aggregator
 from digest.ingest.encoding import UndecodableError, decode_bytes
+from digest.ingest.errors import ReadError
+from digest.ingest.feeds import parse_feed, root_tag
+from digest.ingest.fetch import DEFAULT_USER_AGENT, FetchSettings, fetch_url
 from digest.ingest.items import ParsedSource
+from digest.ingest.pages import parse_page
 from digest.ingest.store import store_items
 from digest.models import Source
 
 # Files a directory location contributes; anything else in it (images, archives) is skipped.
 READABLE_SUFFIXES = frozenset({".txt", ".text", ".xml", ".rss", ".atom", ".html", ".htm"})
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-
-
-class ReadError(Exception):
-    """A location could not be read or parsed; the message says why, for the editor."""
 
 
 @dataclass
@@ -143,25 +143,62 @@ def plan_locations(session: Session, locations: list[str] | None) -> list[str]:
     return planned
 
 
-def _max_bytes() -> int:
-    return int(current_app.config.get("INGEST_MAX_BYTES", DEFAULT_MAX_BYTES))
+def fetch_settings() -> FetchSettings:
+    """Fetch limits from the app config (``INGEST_*``), with safe defaults."""
+    config = current_app.config
+    return FetchSettings(
+        timeout=float(config.get("INGEST_TIMEOUT", 10)),
+        max_bytes=int(config.get("INGEST_MAX_BYTES", DEFAULT_MAX_BYTES)),
+        max_redirects=int(config.get("INGEST_MAX_REDIRECTS", 5)),
+        user_agent=str(config.get("INGEST_USER_AGENT") or DEFAULT_USER_AGENT),
+    )
 
 
-def parse_document(location: str, text: str) -> ParsedSource:
-    """Parse decoded text from ``location`` with the reader its content calls for."""
+_FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/rdf+xml")
+
+
+def sniff_kind(data: bytes, content_type: str | None = None) -> str:
+    """Which reader fits: "feed", "page" or "seed" (aggregator text), from the bytes."""
+    root = root_tag(data)
+    if root in ("rss", "feed", "rdf"):
+        return "feed"
+    if root in ("html", "head", "body") or content_type in ("text/html", "application/xhtml+xml"):
+        return "page"
+    if content_type in _FEED_TYPES or (root and content_type in ("application/xml", "text/xml")):
+        return "feed"
+    return "seed"
+
+
+def parse_document(
+    location: str, data: bytes, content_type: str | None = None, charset: str | None = None
+) -> ParsedSource:
+    """Parse the bytes read from ``location`` with the reader their content calls for."""
+    if not data.strip():
+        raise ReadError(f"empty file: {location}")
+    if content_type is None and location.lower().endswith((".html", ".htm")):
+        content_type = "text/html"
+    kind = sniff_kind(data, content_type)
+    if kind == "feed":
+        return parse_feed(data, location, charset)
+    if kind == "page":
+        return parse_page(data, location, charset)
+    try:
+        text = decode_bytes(data, charset)
+    except UndecodableError as error:
+        raise ReadError(f"cannot decode {location}: {error}") from error
     dump = parse_aggregator(text)
     if not dump.headlines and not dump.articles:
         raise ReadError("no headlines or articles found in the text")
     return ParsedSource(
         location=location,
         kind="seed",
-        name=Path(location).name,
+        name=location.rstrip("/").rsplit("/", 1)[-1],
         headlines=dump.headlines,
         items=dump_items(dump),
     )
 
 
-def _read_file(location: str) -> ParsedSource:
+def _read_file(location: str, settings: FetchSettings) -> ParsedSource:
     path = Path(location)
     if path.is_dir():
         raise ReadError(
@@ -172,26 +209,42 @@ def _read_file(location: str) -> ParsedSource:
         raise ReadError(f"no such file: {location}")
     try:
         size = path.stat().st_size
-        limit = _max_bytes()
-        if size > limit:
-            raise ReadError(f"file too large: {size} bytes (limit {limit})")
+        if size > settings.max_bytes:
+            raise ReadError(f"file too large: {size} bytes (limit {settings.max_bytes})")
         data = path.read_bytes()
     except OSError as error:
         raise ReadError(f"cannot read {location}: {error.strerror or error}") from error
-    if not data.strip():
-        raise ReadError(f"empty file: {location}")
-    try:
-        text = decode_bytes(data)
-    except UndecodableError as error:
-        raise ReadError(f"cannot decode {location}: {error}") from error
-    return parse_document(location, text)
+    return parse_document(location, data)
 
 
-def read_location(location: str, source: Source | None = None) -> ParsedSource:
-    """Read and parse one concrete location; raises ``ReadError`` with a clear message."""
-    if _is_url(location):
-        raise ReadError(f"cannot read {location}: web sources are not enabled in this build")
-    return _read_file(location)
+def read_location(
+    location: str, source: Source | None = None, settings: FetchSettings | None = None
+) -> ParsedSource:
+    """Read and parse one concrete location; raises ``ReadError`` with a clear message.
+
+    With a known ``source``, URLs are fetched conditionally (its ETag / Last-Modified).
+    """
+    settings = settings or fetch_settings()
+    if not _is_url(location):
+        return _read_file(location, settings)
+    fetched = fetch_url(
+        location,
+        settings,
+        etag=source.etag if source else None,
+        last_modified=source.last_modified if source else None,
+    )
+    if fetched.not_modified:
+        return ParsedSource(
+            location=location,
+            kind=source.kind if source else "feed",
+            name=source.name if source else None,
+            not_modified=True,
+            etag=fetched.etag,
+            last_modified=fetched.last_modified,
+        )
+    parsed = parse_document(location, fetched.content, fetched.content_type, fetched.charset)
+    parsed.etag, parsed.last_modified = fetched.etag, fetched.last_modified
+    return parsed
 
 
 def _find_source(session: Session, location: str) -> Source | None:
@@ -203,10 +256,11 @@ def preview_locations(
 ) -> IngestReport:
     """Read and parse like ``ingest_locations`` but write nothing (``--dry-run``)."""
     report = IngestReport()
+    settings = fetch_settings()
     for location in plan_locations(session, locations):
         entry = SourceReport(location=location)
         try:
-            parsed = read_location(location)
+            parsed = read_location(location, None, settings)
         except ReadError as error:
             entry.status, entry.error = "error", str(error)
         else:
@@ -242,20 +296,23 @@ def ingest_locations(
     provenance.
     """
     report = IngestReport()
+    settings = fetch_settings()
     for location in plan_locations(session, locations):
         entry = SourceReport(location=location)
         report.sources.append(entry)
         try:
             known = _find_source(session, location)
-            parsed = read_location(location, known)
+            parsed = read_location(location, known, settings)
             entry.kind, entry.parsed, entry.found = parsed.kind, parsed, len(parsed.items)
             source = known or Source(
-                kind=parsed.kind, location=location, name=parsed.name, enabled=False
+                kind=parsed.kind, location=location, name=(parsed.name or "")[:200], enabled=False
             )
             if known is None:
                 session.add(source)
                 session.flush()
             source.kind = parsed.kind
+            if parsed.name and not source.name:
+                source.name = parsed.name[:200]
             source.last_fetched_at = now
             source.last_error = None
             if parsed.not_modified:

@@ -72,6 +72,9 @@ class _Index:
         return (
             (self.by_guid.get(guid) if guid else None)
             or (self.by_url.get(url) if url else None)
+            # A permalink guid in one feed is the link of the same story in another.
+            or (self.by_url.get(guid) if guid else None)
+            or (self.by_guid.get(url) if url else None)
             or self.by_fingerprint.get(fp)
             or self.by_title.get(title_key)
         )
@@ -164,10 +167,12 @@ def store_items(
         guid = item.guid.strip() if item.guid and item.guid.strip() else None
         item.guid = guid
         prepared.append((item, title, title_key, url, fingerprint(guid, url, title_key)))
+    guids = {p[0].guid for p in prepared if p[0].guid}
+    urls = {p[3] for p in prepared if p[3]}
     index = _load_index(
         session,
-        {p[0].guid for p in prepared if p[0].guid},
-        {p[3] for p in prepared if p[3]},
+        guids | urls,
+        urls | guids,
         {p[4] for p in prepared},
         {p[2] for p in prepared},
     )
