@@ -51,10 +51,13 @@ class Config:
     CATEGORY_ORDER = ("politics", "economy", "sport", "health", "other")
     # Where `digest ingest` reads when no source is configured (relative to the project root).
     SEED_DIR: str | None = None
-    # Fetching sources over HTTP: whole-transfer timeout (s), size cap, redirects, User-Agent.
+    # Seconds one source fetch may take in all (a server sending a byte at a time included).
     INGEST_TIMEOUT = 10
+    # Largest source accepted, in bytes (files and HTTP responses); bigger ones fail alone.
     INGEST_MAX_BYTES = 10 * 1024 * 1024
+    # Redirects followed before a source fails.
     INGEST_MAX_REDIRECTS = 5
+    # User-Agent sent with every fetch (None: "digest/<version> (...; +PUBLIC_URL)").
     INGEST_USER_AGENT: str | None = None
     # Days a confirmation link stays valid after sign-up.
     CONFIRM_MAX_AGE_DAYS = 7

@@ -12,7 +12,8 @@ import urllib3
 
 from digest.ingest.errors import ReadError
 
-DEFAULT_USER_AGENT = "digest-news-ingest/0.1 (+https://github.com/; newsletter aggregator)"
+# Says who is fetching, so a publisher can tell a daily digest from a scraper.
+DEFAULT_USER_AGENT = "digest/0.1 (daily news digest; source fetcher)"
 
 
 @dataclass(frozen=True)

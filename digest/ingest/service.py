@@ -150,7 +150,10 @@ def fetch_settings() -> FetchSettings:
         timeout=float(config.get("INGEST_TIMEOUT", 10)),
         max_bytes=int(config.get("INGEST_MAX_BYTES", DEFAULT_MAX_BYTES)),
         max_redirects=int(config.get("INGEST_MAX_REDIRECTS", 5)),
-        user_agent=str(config.get("INGEST_USER_AGENT") or DEFAULT_USER_AGENT),
+        user_agent=str(
+            config.get("INGEST_USER_AGENT")
+            or f"{DEFAULT_USER_AGENT[:-1]}; +{config.get('PUBLIC_URL', '')})"
+        ),
     )
 
 
