@@ -12,6 +12,7 @@ from flask_babel import get_locale
 from digest.compose import published_edition, published_editions
 from digest.extensions import db
 from digest.render import brand_name, category_label, safe_link
+from digest.richtext import markdown_to_html
 
 bp = Blueprint("archive", __name__)
 
@@ -68,6 +69,7 @@ def edition(day: str) -> str:
         "web/archive/edition.html",
         edition=found,
         lead=snapshot.get("lead"),
+        intro_html=markdown_to_html(found.intro),
         sections=sections,
         brand=_brand(),
         lang=_language(),
