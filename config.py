@@ -12,6 +12,7 @@ Environment values are read as JSON when they parse (``DIGEST_CONFIRM_MAX_AGE_DA
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from email.utils import parseaddr
 from typing import Any
@@ -43,6 +44,12 @@ class Config:
     TIMEZONE = "Africa/Casablanca"
     # Local time of day (HH:MM, 24-hour) when the scheduler ingests, builds and sends.
     SEND_AT = "07:00"
+    # Approval mode: the scheduled edition waits at SEND_AT for an editor's approval (on its
+    # /admin page) until APPROVAL_DEADLINE (local HH:MM); then APPROVAL_FALLBACK decides:
+    # "send" sends it anyway, "hold" keeps it back until an editor sends it.
+    APPROVAL_REQUIRED = False
+    APPROVAL_DEADLINE = "09:00"
+    APPROVAL_FALLBACK = "hold"
     # Language of pages and mails when a reader has not chosen one; one of LANGUAGES.
     DEFAULT_LANGUAGE = "fr"
     # Languages readers can choose for pages and their digest.
@@ -199,6 +206,11 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
             bad(name, "expected a positive number")
     if scheme_of(settings.get("RATELIMIT_STORAGE_URL")) not in _RATELIMIT_SCHEMES:
         bad("RATELIMIT_STORAGE_URL", "expected memory:// or redis://host:6379/0")
+    if settings.get("APPROVAL_FALLBACK", "hold") not in ("send", "hold"):
+        bad("APPROVAL_FALLBACK", 'expected "send" or "hold"')
+    deadline = str(settings.get("APPROVAL_DEADLINE", "09:00"))
+    if not re.match(r"^([01]?\d|2[0-3]):[0-5]\d$", deadline):
+        bad("APPROVAL_DEADLINE", "expected a local time of day as HH:MM, e.g. 09:00")
     if settings.get("LOG_FORMAT") not in ("text", "json"):
         bad("LOG_FORMAT", 'expected "text" or "json"')
     level = settings.get("LOG_LEVEL")

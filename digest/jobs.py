@@ -7,9 +7,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from flask import current_app
 from sqlalchemy.orm import Session
 
-from digest.models import Edition
+from digest.models import Edition, EditionStatus
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ class DailyReport:
     edition_id: int | None = None
     queued: int = 0
     delivery: Any = None
+    # "send", or "wait" / "hold" when approval mode kept the edition back.
+    gate: str = "send"
 
 
 def prepare_edition(session: Session, day: dt.date, now: dt.datetime) -> Edition:
@@ -38,11 +41,19 @@ def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: An
     """Ingest, classify, compose and send one day's edition; running it twice sends nobody twice."""
     from digest.ingest import ingest_locations
     from digest.mail.delivery import send_edition
+    from digest.sending import approval_gate, hold_unapproved
 
     report = DailyReport(day=day)
     report.ingest = ingest_locations(session, None, now)
     edition = prepare_edition(session, day, now)
     report.edition_id = edition.id
+    # Approval mode: a draft waits for an editor until the deadline, then is sent or held.
+    report.gate = approval_gate(edition, now, current_app.config)
+    if report.gate == "hold" and edition.status != EditionStatus.HELD:
+        hold_unapproved(session, edition, now)
+    if report.gate != "send":
+        log.info("daily run for %s: edition %s %s", day.isoformat(), edition.id, report.gate)
+        return report
     result = send_edition(session, transport, day, now)
     report.queued = result.queued
     report.delivery = result.report

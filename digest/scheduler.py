@@ -44,6 +44,17 @@ def build_scheduler(app: Flask, *, blocking: bool, deliver: bool) -> BaseSchedul
         # A process that was down at SEND_AT still sends when it comes back within the hour.
         misfire_grace_time=3600,
     )
+    if app.config.get("APPROVAL_REQUIRED"):
+        # At the approval deadline the same pipeline sends or holds a still unapproved draft.
+        scheduler.add_job(
+            run_daily_job,
+            daily_trigger(app.config["APPROVAL_DEADLINE"], app.config["TIMEZONE"]),
+            args=[app],
+            id="approval-deadline",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=3600,
+        )
     scheduler.add_job(
         beat_job,
         "interval",

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from digest import audit
+from digest.calendar import newsroom_zone, parse_send_at
 from digest.mail.assembly import MessageFactory
 from digest.mail.delivery import (
     edition_categories,
@@ -205,13 +206,65 @@ def send_test(
     return delivery
 
 
-def approve(session: Session, edition: Edition, editor: Editor, now: dt.datetime) -> None:
-    """Approve a draft (or held) edition for the scheduled send."""
+def _local_moment(day: dt.date, hhmm: str, timezone: str) -> dt.datetime:
+    hour, minute = parse_send_at(hhmm)
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=newsroom_zone(timezone))
+
+
+def approval_gate(edition: Edition, now: dt.datetime, config: Mapping[str, Any]) -> str:
+    """What the scheduled send may do with ``edition`` at ``now``: "send", "wait" or "hold".
+
+    Without approval mode everything not held goes. In approval mode a draft waits for an
+    editor until APPROVAL_DEADLINE on its day, then APPROVAL_FALLBACK decides.
+    """
+    if edition.status == EditionStatus.HELD:
+        return "hold"
+    if not config.get("APPROVAL_REQUIRED") or edition.status != EditionStatus.DRAFT:
+        return "send"
+    deadline = _local_moment(
+        edition.day, str(config.get("APPROVAL_DEADLINE", "09:00")), str(config["TIMEZONE"])
+    )
+    if now < deadline:
+        return "wait"
+    return "send" if config.get("APPROVAL_FALLBACK") == "send" else "hold"
+
+
+def hold_unapproved(session: Session, edition: Edition, now: dt.datetime) -> None:
+    """The deadline passed without approval: hold the edition (recorded as the scheduler)."""
+    edition.status = EditionStatus.HELD
+    audit.record(
+        session,
+        "edition.hold",
+        now,
+        actor="scheduler",
+        target=edition.day.isoformat(),
+        detail={"reason": "no approval by deadline"},
+    )
+    session.commit()
+
+
+def approve(
+    session: Session,
+    edition: Edition,
+    editor: Editor,
+    now: dt.datetime,
+    config: Mapping[str, Any] | None = None,
+) -> int | None:
+    """Approve a draft (or held) edition for the scheduled send.
+
+    In approval mode an approval after SEND_AT on the edition's day sends at once (the
+    scheduled moment has passed); returns how many deliveries that queued, else None.
+    """
     if edition.is_frozen:
         raise SendingError(f"The edition is already {edition.status}.")
     edition.status = EditionStatus.APPROVED
     edition.approved_at = now
     audit.record(session, "edition.approve", now, editor=editor, target=edition.day.isoformat())
+    if config and config.get("APPROVAL_REQUIRED"):
+        send_at = _local_moment(edition.day, str(config["SEND_AT"]), str(config["TIMEZONE"]))
+        if now >= send_at:
+            return send_now(session, edition, editor, now)
+    return None
 
 
 def hold(session: Session, edition: Edition, editor: Editor, now: dt.datetime) -> None:

@@ -129,8 +129,11 @@ def _run(edition: Edition, action: str) -> ResponseReturnValue:
             sending.send_test(db.session, edition, editor, current_app.config, moment)
             message = f"A test is on its way to {editor.email}."
         elif action == "approve":
-            sending.approve(db.session, edition, editor, moment)
-            message = "Approved: it goes out at the scheduled time."
+            started = sending.approve(db.session, edition, editor, moment, current_app.config)
+            if started is None:
+                message = "Approved: it goes out at the scheduled time."
+            else:
+                message = f"Approved after the scheduled time: {started} message(s) queued."
         elif action == "hold":
             sending.hold(db.session, edition, editor, moment)
             message = "Held: the scheduled send will leave it alone."

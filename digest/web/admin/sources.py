@@ -48,8 +48,14 @@ def add_source() -> ResponseReturnValue:
     else:
         name = request.form.get("name", "").strip()[:200] or parts.netloc
         db.session.add(Source(kind=kind, location=location, name=name, enabled=True))
-        audit.record(db.session, "source.add", now(), editor=current_editor(),
-                     target=location, ip=client_ip())
+        audit.record(
+            db.session,
+            "source.add",
+            now(),
+            editor=current_editor(),
+            target=location,
+            ip=client_ip(),
+        )
         db.session.commit()
         flash(f"{name} will be read at the next ingest.", "info")
     return redirect(url_for("admin.sources")), 303
@@ -63,7 +69,13 @@ def toggle_source(source_id: int) -> ResponseReturnValue:
     if source is None:
         abort(404)
     source.enabled = not source.enabled
-    audit.record(db.session, "source.enable" if source.enabled else "source.disable", now(),
-                 editor=current_editor(), target=source.location, ip=client_ip())
+    audit.record(
+        db.session,
+        "source.enable" if source.enabled else "source.disable",
+        now(),
+        editor=current_editor(),
+        target=source.location,
+        ip=client_ip(),
+    )
     db.session.commit()
     return redirect(url_for("admin.sources")), 303
