@@ -87,6 +87,16 @@ class Config:
     # DKIM signing when both are set: the selector and the path to a PEM private key.
     DKIM_SELECTOR: str | None = None
     DKIM_KEY_FILE: str | None = None
+    # Sign-up abuse limits (Flask-Limiter syntax); a stranger can trigger at most
+    # CONFIRM_MAILS_PER_DAY mails to one address per day whatever the limits say.
+    SIGNUP_RATE_LIMIT_PER_IP = "30 per hour;10 per minute"
+    SIGNUP_RATE_LIMIT_PER_EMAIL = "5 per hour"
+    CONFIRM_MAILS_PER_DAY = 3
+    BLOCKED_EMAIL_DOMAINS: tuple[str, ...] = ()
+    # DNS lookups on sign-up slow the form and fail offline; production may turn them on.
+    EMAIL_CHECK_DELIVERABILITY = False
+    # Store a keyed hash of the sign-up IP in the consent record instead of the address.
+    CONSENT_HASH_IP = False
     # The sender's postal address, printed in every digest's footer as bulk-mail law requires.
     POSTAL_ADDRESS = "Le Digest, Casablanca, Maroc"
     # Where rate-limit counters live: memory:// (one process) or redis://host:6379/0, which

@@ -123,13 +123,19 @@ def _finish_config(app: Flask) -> None:
 
 
 def _select_locale() -> str:
-    """The reader's language: ?lang=, then the lang cookie, then Accept-Language."""
-    from flask import current_app, request
+    """The reader's language: ?lang=, the lang cookie, the subscriber's own, Accept-Language."""
+    from flask import current_app, g, has_request_context, request
 
     supported = list(current_app.config["LANGUAGES"])
-    for candidate in (request.args.get("lang"), request.cookies.get("lang")):
+    default = current_app.config["DEFAULT_LANGUAGE"]
+    if not has_request_context():
+        # Commands and jobs: mail code picks the language explicitly with force_locale.
+        return default
+    for candidate in (
+        request.args.get("lang"),
+        request.cookies.get("lang"),
+        g.get("subscriber_language"),
+    ):
         if candidate in supported:
             return candidate
-    return request.accept_languages.best_match(supported) or current_app.config[
-        "DEFAULT_LANGUAGE"
-    ]
+    return request.accept_languages.best_match(supported) or default

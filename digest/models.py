@@ -176,6 +176,7 @@ class Subscriber(db.Model):
     consent_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     consent_ip: Mapped[str | None] = mapped_column(String(64))
     consent_source: Mapped[str | None] = mapped_column(String(64))  # "web", "import", ...
+    consent_user_agent: Mapped[str | None] = mapped_column(String(300))
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     unsubscribed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     paused_until: Mapped[dt.date | None] = mapped_column(Date)

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: d37e13783d58
+Revision ID: 0ce338fb7268
 Revises: 
-Create Date: 2026-11-28 18:26:02.351251
+Create Date: 2026-11-28 18:42:35.054706
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'd37e13783d58'
+revision = '0ce338fb7268'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -103,6 +103,7 @@ def upgrade():
     sa.Column('consent_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('consent_ip', sa.String(length=64), nullable=True),
     sa.Column('consent_source', sa.String(length=64), nullable=True),
+    sa.Column('consent_user_agent', sa.String(length=300), nullable=True),
     sa.Column('confirmed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('unsubscribed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('paused_until', sa.Date(), nullable=True),

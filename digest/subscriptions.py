@@ -1,0 +1,678 @@
+"""The subscription service: sign-up, confirmation, preferences, leaving, import and export.
+
+Every function takes the session and ``now`` (or ``today``) explicitly and commits its own
+work, so views and commands stay thin. Mail is never sent from here: it is queued in the
+delivery ledger (``digest.mail.delivery.enqueue_message``) and the delivery worker sends it.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import enum
+import hashlib
+import hmac
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app, render_template
+from flask_babel import force_locale, gettext
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from digest import tokens
+from digest.models import CATEGORIES, LANGUAGES, Delivery, Subscriber, SubscriberStatus
+
+# Kinds of transactional mail a stranger can trigger by typing an address into a form;
+# together they are capped per address per day so the site cannot be used to flood an inbox.
+CONFIRM_KINDS: tuple[str, ...] = ("confirm", "already", "new_link", "email_change")
+CSV_COLUMNS: tuple[str, ...] = ("email", "name", "language", "categories", "status")
+# Separators accepted between list items (categories in CSV, domains in config).
+_SPLIT = re.compile(r"[;|,\s]+")
+
+
+class InvalidEmail(ValueError):
+    """The address cannot receive the digest; ``str(error)`` is a message for the reader."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        # The validator's own (English) explanation, for logs and the import report.
+        self.detail = detail
+
+
+class BlockedDomain(InvalidEmail):
+    """The address belongs to a domain this site refuses (config BLOCKED_EMAIL_DOMAINS)."""
+
+
+class EmailTaken(Exception):
+    """Another subscriber already uses the address asked for."""
+
+
+class SignUpOutcome(enum.StrEnum):
+    """What a sign-up did; the reader sees the same page whichever it is."""
+
+    CREATED = "created"
+    RESENT = "resent"
+    RESUBSCRIBING = "resubscribing"
+    ALREADY_ACTIVE = "already_active"
+    CAPPED = "capped"
+    HONEYPOT = "honeypot"
+
+
+@dataclass
+class SignUpResult:
+    """The outcome of a sign-up, for tests and logs (never shown to the reader)."""
+
+    outcome: SignUpOutcome
+    subscriber: Subscriber | None = None
+    mail_queued: bool = False
+
+
+def normalize_email(raw: str, check_deliverability: bool | None = None) -> str:
+    """The canonical form of an address (lower case, ASCII domain), or ``InvalidEmail``."""
+    if check_deliverability is None:
+        check_deliverability = bool(current_app.config.get("EMAIL_CHECK_DELIVERABILITY", False))
+    text = (raw or "").strip()
+    if not text:
+        raise InvalidEmail(gettext("Enter your email address."))
+    if len(text) > 320:
+        raise InvalidEmail(gettext("This email address is too long."))
+    try:
+        info = validate_email(text, check_deliverability=check_deliverability)
+    except EmailNotValidError as error:
+        raise InvalidEmail(
+            gettext("This is not a valid email address."), detail=str(error)
+        ) from error
+    # Mailboxes are case-insensitive in practice, and one reader must map to one row.
+    address = (info.ascii_email or info.normalized).lower()
+    domain = address.rsplit("@", 1)[1]
+    for blocked in blocked_domains():
+        if domain == blocked or domain.endswith("." + blocked):
+            raise BlockedDomain(gettext("Addresses at this domain cannot subscribe."))
+    return address
+
+
+def blocked_domains() -> list[str]:
+    """BLOCKED_EMAIL_DOMAINS as a list, whether configured as a list or a comma-separated string."""
+    value = current_app.config.get("BLOCKED_EMAIL_DOMAINS") or ()
+    items = _SPLIT.split(value) if isinstance(value, str) else [str(v) for v in value]
+    return [d.strip().lower().lstrip("@") for d in items if d.strip()]
+
+
+def clean_categories(categories: Iterable[str] | None) -> list[str]:
+    """Known categories in the site's order; an empty or unknown choice means all of them."""
+    chosen = {c for c in (categories or ()) if c in CATEGORIES}
+    return [c for c in CATEGORIES if c in chosen] or list(CATEGORIES)
+
+
+def clean_language(language: str | None) -> str:
+    """A supported language, or the site's default."""
+    if language in LANGUAGES:
+        return str(language)
+    return str(current_app.config.get("DEFAULT_LANGUAGE", "fr"))
+
+
+def consent_ip(ip: str | None) -> str | None:
+    """The IP as stored in the consent record: keyed hash when CONSENT_HASH_IP is set."""
+    if not ip:
+        return None
+    if not current_app.config.get("CONSENT_HASH_IP", False):
+        return ip[:64]
+    key = str(current_app.config["SECRET_KEY"]).encode()
+    return hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()
+
+
+def find_by_email(session: Session, email: str) -> Subscriber | None:
+    """The subscriber with this (already normalized) address, if any."""
+    return session.scalar(select(Subscriber).where(Subscriber.email == email))
+
+
+def public_url(path: str) -> str:
+    """An absolute link on the public site (mail has no request to build it from)."""
+    return f"{current_app.config['PUBLIC_URL']}{path}"
+
+
+def _mails_today(session: Session, subscriber: Subscriber, now: dt.datetime) -> int:
+    return int(
+        session.scalar(
+            select(func.count(Delivery.id)).where(
+                Delivery.subscriber_id == subscriber.id,
+                Delivery.kind.in_(CONFIRM_KINDS),
+                Delivery.created_at > now - dt.timedelta(days=1),
+            )
+        )
+        or 0
+    )
+
+
+def _queue_mail(
+    session: Session,
+    subscriber: Subscriber,
+    kind: str,
+    template: str,
+    now: dt.datetime,
+    recipient: str | None = None,
+    **context: Any,
+) -> bool:
+    """Queue a transactional mail in the subscriber's language unless today's cap is reached."""
+    from digest.mail.delivery import enqueue_message
+
+    cap = int(current_app.config.get("CONFIRM_MAILS_PER_DAY", 3))
+    if _mails_today(session, subscriber, now) >= cap:
+        return False
+    with force_locale(subscriber.language or clean_language(None)):
+        context.setdefault("subscriber", subscriber)
+        context.setdefault("home_url", public_url("/"))
+        subject = render_template(f"web/mail/{template}.subject.txt", **context).strip()
+        text = render_template(f"web/mail/{template}.txt", **context)
+        html = render_template(f"web/mail/{template}.html", **context)
+    delivery = enqueue_message(session, subscriber, kind, subject, text, html, now)
+    if recipient and recipient != subscriber.email:
+        # The change-of-address mail goes to the new address; the subscriber keeps the
+        # old one until the link in it is followed.
+        delivery.payload = {**(delivery.payload or {}), "to": recipient}
+    return True
+
+
+def _queue_confirmation(session: Session, subscriber: Subscriber, now: dt.datetime) -> bool:
+    token = tokens.make_token(subscriber, "confirm", now=now)
+    return _queue_mail(
+        session,
+        subscriber,
+        "confirm",
+        "confirm",
+        now,
+        confirm_url=public_url(f"/confirm/{token}"),
+        max_age_days=int(current_app.config.get("CONFIRM_MAX_AGE_DAYS", 7)),
+    )
+
+
+def _queue_manage_link(
+    session: Session, subscriber: Subscriber, kind: str, now: dt.datetime
+) -> bool:
+    return _queue_mail(
+        session,
+        subscriber,
+        kind,
+        "manage_link",
+        now,
+        manage_url=public_url(f"/manage/{tokens.make_token(subscriber, 'manage', now=now)}"),
+        unsubscribe_url=public_url(
+            f"/unsubscribe/{tokens.make_token(subscriber, 'unsubscribe', now=now)}"
+        ),
+        already=kind == "already",
+    )
+
+
+def sign_up(
+    session: Session,
+    *,
+    email: str,
+    now: dt.datetime,
+    name: str | None = None,
+    language: str | None = None,
+    categories: Sequence[str] | None = None,
+    ip: str | None = None,
+    user_agent: str | None = None,
+    source: str = "web",
+    honeypot: str | None = None,
+) -> SignUpResult:
+    """Start a double opt-in for ``email`` (raises ``InvalidEmail``); see ``SignUpOutcome``.
+
+    The caller shows the same "check your inbox" page whatever the outcome, so the form
+    never tells a stranger whether an address is subscribed.
+    """
+    address = normalize_email(email)
+    if honeypot:
+        return SignUpResult(SignUpOutcome.HONEYPOT)
+    subscriber = find_by_email(session, address)
+    if subscriber is None:
+        subscriber = Subscriber(email=address, status=SubscriberStatus.PENDING)
+        _apply_sign_up_form(subscriber, name, language, categories, ip, user_agent, source, now)
+        try:
+            # A savepoint: a concurrent sign-up of the same address loses the race cleanly.
+            with session.begin_nested():
+                session.add(subscriber)
+        except IntegrityError:
+            subscriber = find_by_email(session, address)
+            if subscriber is None:
+                raise
+            outcome = SignUpOutcome.RESENT
+        else:
+            outcome = SignUpOutcome.CREATED
+    elif subscriber.status == SubscriberStatus.PENDING:
+        _apply_sign_up_form(subscriber, name, language, categories, ip, user_agent, source, now)
+        outcome = SignUpOutcome.RESENT
+    elif subscriber.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
+        # Coming back needs a fresh confirmation; until then nothing is sent to them.
+        subscriber.status = SubscriberStatus.PENDING
+        _apply_sign_up_form(subscriber, name, language, categories, ip, user_agent, source, now)
+        outcome = SignUpOutcome.RESUBSCRIBING
+    else:
+        # Active or paused: a stranger's form must not change their settings; the reader
+        # gets their own preference link by mail instead.
+        outcome = SignUpOutcome.ALREADY_ACTIVE
+    session.flush()
+    if outcome == SignUpOutcome.ALREADY_ACTIVE:
+        queued = _queue_manage_link(session, subscriber, "already", now)
+    else:
+        queued = _queue_confirmation(session, subscriber, now)
+    session.commit()
+    if not queued:
+        outcome = SignUpOutcome.CAPPED
+    return SignUpResult(outcome, subscriber, queued)
+
+
+def _apply_sign_up_form(
+    subscriber: Subscriber,
+    name: str | None,
+    language: str | None,
+    categories: Sequence[str] | None,
+    ip: str | None,
+    user_agent: str | None,
+    source: str,
+    now: dt.datetime,
+) -> None:
+    subscriber.name = (name or "").strip()[:200] or None
+    subscriber.language = clean_language(language)
+    subscriber.categories = clean_categories(categories)
+    subscriber.consent_at = now
+    subscriber.consent_source = source[:64]
+    subscriber.consent_ip = consent_ip(ip)
+    subscriber.consent_user_agent = (user_agent or "")[:300] or None
+
+
+def send_new_link(session: Session, *, email: str, now: dt.datetime) -> bool:
+    """Mail a fresh link to a known address (confirm if pending, preferences otherwise).
+
+    Returns whether a mail was queued; the page says the same thing either way.
+    """
+    subscriber = find_by_email(session, normalize_email(email))
+    if subscriber is None:
+        return False
+    if subscriber.status == SubscriberStatus.PENDING:
+        queued = _queue_confirmation(session, subscriber, now)
+    elif subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+        queued = _queue_manage_link(session, subscriber, "new_link", now)
+    else:
+        queued = False
+    session.commit()
+    return queued
+
+
+class ConfirmOutcome(enum.StrEnum):
+    """What following a confirmation link did."""
+
+    CONFIRMED = "confirmed"
+    ALREADY = "already"
+    LEFT = "left"
+
+
+def confirm(session: Session, subscriber: Subscriber, now: dt.datetime) -> ConfirmOutcome:
+    """Turn a pending subscription active; confirming twice changes nothing."""
+    if subscriber.status == SubscriberStatus.PENDING:
+        subscriber.status = SubscriberStatus.ACTIVE
+        subscriber.confirmed_at = now
+        subscriber.unsubscribed_at = None
+        subscriber.paused_until = None
+        session.commit()
+        return ConfirmOutcome.CONFIRMED
+    if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+        return ConfirmOutcome.ALREADY
+    return ConfirmOutcome.LEFT
+
+
+def unsubscribe(session: Session, subscriber: Subscriber, now: dt.datetime) -> bool:
+    """Stop every mail to ``subscriber``; returns False when they had already left."""
+    if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
+        return False
+    subscriber.status = SubscriberStatus.UNSUBSCRIBED
+    subscriber.unsubscribed_at = now
+    subscriber.paused_until = None
+    _cancel_queued(session, subscriber)
+    session.commit()
+    return True
+
+
+def _cancel_queued(session: Session, subscriber: Subscriber) -> None:
+    """Digests queued but not yet sent must not go out after the reader leaves."""
+    from digest.models import DeliveryState
+
+    for delivery in session.scalars(
+        select(Delivery).where(
+            Delivery.subscriber_id == subscriber.id,
+            Delivery.state == DeliveryState.QUEUED,
+            Delivery.kind == "digest",
+        )
+    ):
+        delivery.state = DeliveryState.CANCELLED
+
+
+def update_preferences(
+    session: Session,
+    subscriber: Subscriber,
+    *,
+    categories: Sequence[str],
+    language: str,
+    name: str | None = None,
+) -> None:
+    """Save what the reader chose in the preference centre."""
+    subscriber.categories = clean_categories(categories)
+    subscriber.language = clean_language(language)
+    if name is not None:
+        subscriber.name = name.strip()[:200] or None
+    session.commit()
+
+
+def pause(session: Session, subscriber: Subscriber, *, days: int, today: dt.date) -> dt.date:
+    """Stop digests for ``days`` days; returns the first day they come again."""
+    if not 1 <= days <= 365:
+        raise ValueError("a pause lasts between 1 and 365 days")
+    if subscriber.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+        raise ValueError("only a confirmed subscription can be paused")
+    subscriber.status = SubscriberStatus.PAUSED
+    subscriber.paused_until = today + dt.timedelta(days=days)
+    session.commit()
+    return subscriber.paused_until
+
+
+def resume(session: Session, subscriber: Subscriber) -> None:
+    """End a pause now."""
+    if subscriber.status == SubscriberStatus.PAUSED:
+        subscriber.status = SubscriberStatus.ACTIVE
+        subscriber.paused_until = None
+        session.commit()
+
+
+def resume_paused(session: Session, today: dt.date) -> int:
+    """Reactivate every subscriber whose pause ends on or before ``today``; returns how many."""
+    due = session.scalars(
+        select(Subscriber).where(
+            Subscriber.status == SubscriberStatus.PAUSED,
+            Subscriber.paused_until.is_not(None),
+            Subscriber.paused_until <= today,
+        )
+    ).all()
+    for subscriber in due:
+        subscriber.status = SubscriberStatus.ACTIVE
+        subscriber.paused_until = None
+    session.commit()
+    return len(due)
+
+
+def request_email_change(
+    session: Session, subscriber: Subscriber, *, new_email: str, now: dt.datetime
+) -> bool:
+    """Mail a confirmation link to ``new_email``; the address changes only when it is followed.
+
+    Raises ``InvalidEmail``. Returns whether a mail was queued; a taken address gets none,
+    and the page does not say so (no enumeration through the preference centre either).
+    """
+    address = normalize_email(new_email)
+    if address == subscriber.email or find_by_email(session, address) is not None:
+        return False
+    token = tokens.make_token(subscriber, "email", now=now, extra={"email": address})
+    queued = _queue_mail(
+        session,
+        subscriber,
+        "email_change",
+        "email_change",
+        now,
+        recipient=address,
+        new_email=address,
+        confirm_url=public_url(f"/email/{token}"),
+        max_age_days=int(current_app.config.get("CONFIRM_MAX_AGE_DAYS", 7)),
+    )
+    session.commit()
+    return queued
+
+
+def apply_email_change(session: Session, subscriber: Subscriber, new_email: str) -> None:
+    """Switch to the confirmed new address and revoke every link sent to the old one."""
+    address = normalize_email(new_email, check_deliverability=False)
+    if address == subscriber.email:
+        return
+    if find_by_email(session, address) is not None:
+        raise EmailTaken(address)
+    subscriber.email = address
+    tokens.revoke_links(subscriber)
+    session.commit()
+
+
+def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything stored about ``subscriber``, as a JSON-ready mapping."""
+
+    def iso(value: dt.datetime | dt.date | None) -> str | None:
+        return value.isoformat() if value else None
+
+    deliveries = session.scalars(
+        select(Delivery).where(Delivery.subscriber_id == subscriber.id).order_by(Delivery.id)
+    ).all()
+    return {
+        "email": subscriber.email,
+        "name": subscriber.name,
+        "language": subscriber.language,
+        "categories": list(subscriber.categories or []),
+        "status": subscriber.status,
+        "created_at": iso(subscriber.created_at),
+        "confirmed_at": iso(subscriber.confirmed_at),
+        "unsubscribed_at": iso(subscriber.unsubscribed_at),
+        "paused_until": iso(subscriber.paused_until),
+        "consent": {
+            "at": iso(subscriber.consent_at),
+            "source": subscriber.consent_source,
+            "ip": subscriber.consent_ip,
+            "user_agent": subscriber.consent_user_agent,
+        },
+        "mails": [
+            {
+                "kind": d.kind,
+                "edition": iso(d.edition.day) if d.edition else None,
+                "state": d.state,
+                "created_at": iso(d.created_at),
+                "sent_at": iso(d.sent_at),
+            }
+            for d in deliveries
+        ],
+    }
+
+
+def delete_data(session: Session, subscriber: Subscriber) -> None:
+    """Erase the subscriber and their delivery records; their links stop working."""
+    # Explicit, because SQLite only cascades foreign keys when the pragma is on.
+    session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))
+    session.delete(subscriber)
+    session.commit()
+
+
+# ---------------------------------------------------------------------- CSV import / export
+
+
+@dataclass
+class ImportProblem:
+    """One line the import could not take, with the reason."""
+
+    line: int
+    email: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or would do, on a dry run)."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    # Addresses that had unsubscribed or bounced stay so, whatever the file says.
+    kept_unsubscribed: list[str] = field(default_factory=list)
+    problems: list[ImportProblem] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether every line was usable."""
+        return not self.problems
+
+
+class CsvFormatError(ValueError):
+    """The file is not a subscriber CSV at all (wrong header, not text)."""
+
+
+def _read_rows(stream: IO[str]) -> Iterable[tuple[int, dict[str, str]]]:
+    reader = csv.DictReader(stream)
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    if "email" not in header:
+        raise CsvFormatError(
+            "the first line must name the columns, with at least 'email' "
+            f"(expected: {','.join(CSV_COLUMNS)})"
+        )
+    unknown = [h for h in header if h and h not in CSV_COLUMNS]
+    if unknown:
+        raise CsvFormatError(
+            f"unknown column(s) {', '.join(unknown)}; expected: {','.join(CSV_COLUMNS)}"
+        )
+    reader.fieldnames = header
+    for row in reader:
+        # csv puts surplus cells under the key None.
+        if None in row:
+            yield reader.line_num, {"__surplus__": "1"}
+            continue
+        yield reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}
+
+
+def import_csv(
+    session: Session, stream: IO[str], *, now: dt.datetime, dry_run: bool = False
+) -> ImportReport:
+    """Add or update subscribers from CSV (email,name,language,categories,status).
+
+    Imported readers are recorded with consent source "import". Nothing is written when
+    ``dry_run`` is set. Raises ``CsvFormatError`` when the header is unusable.
+    """
+    report = ImportReport(dry_run=dry_run)
+    seen: set[str] = set()
+    statuses = {s.value for s in SubscriberStatus}
+    for line, row in _read_rows(stream):
+        raw_email = row.get("email", "")
+        if "__surplus__" in row:
+            report.problems.append(ImportProblem(line, raw_email, "more cells than columns"))
+            continue
+        try:
+            address = normalize_email(raw_email)
+        except InvalidEmail as error:
+            reason = f"{error} ({error.detail})" if error.detail else str(error)
+            report.problems.append(ImportProblem(line, raw_email, reason))
+            continue
+        if address in seen:
+            report.problems.append(ImportProblem(line, address, "appears twice in the file"))
+            continue
+        seen.add(address)
+        language = row.get("language") or None
+        if language and language not in LANGUAGES:
+            report.problems.append(
+                ImportProblem(line, address, f"language {language!r} is not one of fr, en, es")
+            )
+            continue
+        raw_categories = [c for c in _SPLIT.split(row.get("categories", "")) if c]
+        unknown = [c for c in raw_categories if c not in CATEGORIES]
+        if unknown:
+            report.problems.append(
+                ImportProblem(line, address, f"unknown categories: {', '.join(unknown)}")
+            )
+            continue
+        status = (row.get("status") or SubscriberStatus.ACTIVE).lower()
+        if status not in statuses:
+            report.problems.append(
+                ImportProblem(line, address, f"status {status!r} is not one of {sorted(statuses)}")
+            )
+            continue
+        _import_one(session, report, address, row, language, raw_categories, status, now)
+    if dry_run:
+        session.rollback()
+    else:
+        session.commit()
+    return report
+
+
+def _import_one(
+    session: Session,
+    report: ImportReport,
+    address: str,
+    row: dict[str, str],
+    language: str | None,
+    categories: list[str],
+    status: str,
+    now: dt.datetime,
+) -> None:
+    existing = find_by_email(session, address)
+    if existing is None:
+        subscriber = Subscriber(
+            email=address,
+            name=row.get("name") or None,
+            language=clean_language(language),
+            categories=clean_categories(categories),
+            status=status,
+            consent_at=now,
+            consent_source="import",
+            confirmed_at=now if status in ("active", "paused") else None,
+            unsubscribed_at=now if status == "unsubscribed" else None,
+        )
+        session.add(subscriber)
+        session.flush()
+        report.created.append(address)
+        return
+    before = (existing.name, existing.language, list(existing.categories or []), existing.status)
+    if row.get("name"):
+        existing.name = row["name"][:200]
+    if language:
+        existing.language = language
+    if categories:
+        existing.categories = clean_categories(categories)
+    left = existing.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
+    if left and status != existing.status:
+        # A file must never resubscribe someone who left; only they can, by signing up.
+        report.kept_unsubscribed.append(address)
+    elif status != existing.status:
+        existing.status = status
+        if status == SubscriberStatus.UNSUBSCRIBED:
+            existing.unsubscribed_at = now
+            _cancel_queued(session, existing)
+    after = (existing.name, existing.language, list(existing.categories or []), existing.status)
+    if after != before:
+        report.updated.append(address)
+    elif address not in report.kept_unsubscribed:
+        report.unchanged.append(address)
+
+
+def export_csv(session: Session, stream: IO[str], statuses: Sequence[str] | None = None) -> int:
+    """Write subscribers as CSV (email,name,language,categories,status); returns the count."""
+    query = select(Subscriber).order_by(Subscriber.email)
+    if statuses:
+        query = query.where(Subscriber.status.in_(list(statuses)))
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    count = 0
+    for subscriber in session.scalars(query):
+        writer.writerow(
+            [
+                subscriber.email,
+                subscriber.name or "",
+                subscriber.language,
+                ";".join(subscriber.categories or []),
+                subscriber.status,
+            ]
+        )
+        count += 1
+    return count
+
+
+def export_csv_text(session: Session, statuses: Sequence[str] | None = None) -> str:
+    """The CSV export as a string (for tests and small lists)."""
+    buffer = io.StringIO()
+    export_csv(session, buffer, statuses)
+    return buffer.getvalue()

@@ -1,0 +1,279 @@
+"""The subscription service and `digest subscribers import|export`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskCliRunner
+from sqlalchemy import select
+
+from digest import subscriptions, tokens
+from digest.extensions import db
+from digest.models import Delivery, Subscriber
+
+# Sign-up queues mail through the delivery ledger (helper delivery's digest.mail.delivery).
+pytest.importorskip("digest.mail.delivery", reason="digest.mail.delivery has not landed yet")
+
+NOW = dt.datetime(2026, 3, 2, 8, 30, tzinfo=dt.UTC)
+
+
+def _get(email: str) -> Subscriber | None:
+    db.session.expire_all()
+    return db.session.scalar(select(Subscriber).where(Subscriber.email == email))
+
+
+def _add(email: str, status: str = "active", **fields: object) -> Subscriber:
+    subscriber = Subscriber(email=email, status=status, **fields)
+    db.session.add(subscriber)
+    db.session.commit()
+    return subscriber
+
+
+def _signup_mails(subscriber: Subscriber) -> list[Delivery]:
+    return list(db.session.scalars(select(Delivery).where(Delivery.subscriber_id == subscriber.id)))
+
+
+# -------------------------------------------------------------------------------- sign-up
+
+
+def test_sign_up_stores_one_pending_subscriber_and_queues_one_confirmation(app: Flask) -> None:
+    result = subscriptions.sign_up(
+        db.session, email="Ana@Example.ORG", categories=["sport", "bogus"], language="xx", now=NOW
+    )
+    assert result.outcome == subscriptions.SignUpOutcome.CREATED and result.mail_queued
+    ana = _get("ana@example.org")
+    assert ana is not None
+    assert (ana.status, ana.categories, ana.language) == ("pending", ["sport"], "fr")
+    (mail,) = _signup_mails(ana)
+    assert mail.kind == "confirm" and mail.state == "queued"
+    assert "/confirm/" in mail.payload["text"]
+
+
+def test_the_daily_cap_counts_a_rolling_day(app: Flask) -> None:
+    for minutes in range(4):
+        subscriptions.sign_up(
+            db.session, email="ana@example.org", now=NOW + dt.timedelta(minutes=minutes)
+        )
+    ana = _get("ana@example.org")
+    assert len(_signup_mails(ana)) == 3
+    capped = subscriptions.sign_up(
+        db.session, email="ana@example.org", now=NOW + dt.timedelta(hours=23)
+    )
+    assert capped.outcome == subscriptions.SignUpOutcome.CAPPED
+    later = subscriptions.sign_up(
+        db.session, email="ana@example.org", now=NOW + dt.timedelta(hours=25)
+    )
+    assert later.mail_queued and len(_signup_mails(ana)) == 4
+
+
+def test_a_lost_race_for_the_same_new_address_is_one_subscriber(app: Flask) -> None:
+    # Another process inserted the row between our lookup and our insert.
+    original = subscriptions.find_by_email
+    calls = {"n": 0}
+
+    def stale_lookup(session, email):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            _add(email, status="pending")
+            return None
+        return original(session, email)
+
+    subscriptions.find_by_email = stale_lookup  # type: ignore[assignment]
+    try:
+        result = subscriptions.sign_up(db.session, email="ana@example.org", now=NOW)
+    finally:
+        subscriptions.find_by_email = original  # type: ignore[assignment]
+    assert result.outcome == subscriptions.SignUpOutcome.RESENT
+    assert len(db.session.scalars(select(Subscriber)).all()) == 1
+
+
+def test_confirm_only_turns_pending_into_active(app: Flask) -> None:
+    pending = _add("p@example.org", status="pending")
+    gone = _add("g@example.org", status="unsubscribed")
+    assert subscriptions.confirm(db.session, pending, NOW) == subscriptions.ConfirmOutcome.CONFIRMED
+    assert subscriptions.confirm(db.session, pending, NOW) == subscriptions.ConfirmOutcome.ALREADY
+    assert subscriptions.confirm(db.session, gone, NOW) == subscriptions.ConfirmOutcome.LEFT
+    assert _get("g@example.org").status == "unsubscribed"
+    assert _get("p@example.org").confirmed_at is not None
+
+
+def test_pauses_end_on_their_day(app: Flask) -> None:
+    ana = _add("ana@example.org")
+    _add("bo@example.org")
+    today = dt.date(2026, 3, 2)
+    assert subscriptions.pause(db.session, ana, days=3, today=today) == dt.date(2026, 3, 5)
+    with pytest.raises(ValueError):
+        subscriptions.pause(db.session, ana, days=0, today=today)
+    assert subscriptions.resume_paused(db.session, dt.date(2026, 3, 4)) == 0
+    assert _get("ana@example.org").status == "paused"
+    assert subscriptions.resume_paused(db.session, dt.date(2026, 3, 5)) == 1
+    assert (_get("ana@example.org").status, _get("ana@example.org").paused_until) == (
+        "active",
+        None,
+    )
+
+
+def test_unsubscribing_cancels_digests_already_queued(app: Flask) -> None:
+    ana = _add("ana@example.org")
+    db.session.add(Delivery(kind="digest", subscriber=ana, state="queued"))
+    db.session.commit()
+    assert subscriptions.unsubscribe(db.session, ana, NOW) is True
+    assert subscriptions.unsubscribe(db.session, ana, NOW) is False
+    assert [d.state for d in _signup_mails(ana)] == ["cancelled"]
+
+
+def test_email_change_revokes_old_links_and_refuses_taken_addresses(app: Flask) -> None:
+    ana = _add("ana@example.org")
+    _add("taken@example.org")
+    old = tokens.make_token(ana, "manage")
+    assert (
+        subscriptions.request_email_change(db.session, ana, new_email="taken@example.org", now=NOW)
+        is False
+    )
+    assert subscriptions.request_email_change(db.session, ana, new_email="New@Example.org", now=NOW)
+    (mail,) = _signup_mails(ana)
+    assert mail.kind == "email_change" and mail.payload["to"] == "new@example.org"
+    with pytest.raises(subscriptions.EmailTaken):
+        subscriptions.apply_email_change(db.session, ana, "taken@example.org")
+    subscriptions.apply_email_change(db.session, ana, "new@example.org")
+    assert _get("new@example.org") is not None
+    with pytest.raises(tokens.Revoked):
+        tokens.read_token(db.session, old, "manage")
+
+
+def test_export_and_delete_my_data(app: Flask) -> None:
+    ana = _add("ana@example.org", name="Ana", consent_source="web", consent_at=NOW)
+    subscriptions.send_new_link(db.session, email="ana@example.org", now=NOW)
+    data = subscriptions.export_data(db.session, ana)
+    assert data["email"] == "ana@example.org" and data["consent"]["source"] == "web"
+    assert [m["kind"] for m in data["mails"]] == ["new_link"]
+    subscriptions.delete_data(db.session, ana)
+    assert _get("ana@example.org") is None
+    assert db.session.scalars(select(Delivery)).all() == []
+
+
+# ------------------------------------------------------------------------------ CSV, CLI
+
+CSV = (
+    "email,name,language,categories,status\n"
+    "Ana@Example.org,Ana,es,politics;sport,active\n"
+    "bo@example.org,,en,,\n"
+    "gone@example.org,Gone,fr,health,active\n"
+    "broken,,fr,,active\n"
+    "cy@example.org,,de,,active\n"
+    "dee@example.org,,fr,weather,active\n"
+    "ana@example.org,Dup,fr,,active\n"
+    "ed@example.org,,fr,,sleeping\n"
+    "fi@example.org,,fr,,active,extra\n"
+)
+
+
+def _write(tmp_path: Path, text: str | bytes, name: str = "list.csv") -> str:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_import_dry_run_reports_and_writes_nothing(
+    app: Flask, runner: FlaskCliRunner, tmp_path: Path
+) -> None:
+    _add("gone@example.org", status="unsubscribed")
+    result = runner.invoke(args=["subscribers", "import", "--dry-run", _write(tmp_path, CSV)])
+    assert result.exit_code == 1
+    out = result.output
+    assert "Dry run: nothing written." in out
+    assert "2 would be added" in out
+    assert "1 kept unsubscribed" in out and "gone@example.org" in out
+    for line, words in (
+        (5, "broken"),
+        (6, "'de'"),
+        (7, "weather"),
+        (8, "twice"),
+        (9, "sleeping"),
+        (10, "more cells"),
+    ):
+        assert f"line {line}:" in out and words in out, (line, out)
+    assert [s.email for s in db.session.scalars(select(Subscriber))] == ["gone@example.org"]
+
+
+def test_import_then_export_round_trips(app: Flask, runner: FlaskCliRunner, tmp_path: Path) -> None:
+    _add("gone@example.org", status="unsubscribed")
+    result = runner.invoke(args=["subscribers", "import", _write(tmp_path, CSV)])
+    assert result.exit_code == 1  # some lines were skipped, and said so
+    assert "2 were added" in result.output
+    ana = _get("ana@example.org")
+    assert (ana.name, ana.language, ana.categories, ana.status) == (
+        "Ana",
+        "es",
+        ["politics", "sport"],
+        "active",
+    )
+    assert ana.consent_source == "import"
+    assert _get("gone@example.org").status == "unsubscribed"
+    exported = runner.invoke(args=["subscribers", "export"])
+    assert exported.exit_code == 0
+    assert exported.output.splitlines() == [
+        "email,name,language,categories,status",
+        "ana@example.org,Ana,es,politics;sport,active",
+        "bo@example.org,,en,politics;economy;sport;health;other,active",
+        "gone@example.org,Gone,fr,health,unsubscribed",
+    ]
+    # Importing the export again changes nothing.
+    again = runner.invoke(
+        args=["subscribers", "import", _write(tmp_path, exported.output, "again.csv")]
+    )
+    assert again.exit_code == 0 and "3 unchanged" in again.output, again.output
+    only_active = runner.invoke(args=["subscribers", "export", "--status", "active"])
+    assert "gone@example.org" not in only_active.output
+    out = tmp_path / "out.csv"
+    to_file = runner.invoke(args=["subscribers", "export", "--out", str(out)])
+    assert to_file.exit_code == 0 and out.read_text(encoding="utf-8") == exported.output
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"\xff\xfe\x00b\x00a\x00d", "not UTF-8"),
+        ("name,status\nAna,active\n", "'email'"),
+        ("email,colour\na@example.org,red\n", "unknown column"),
+    ],
+)
+def test_import_refuses_unusable_files_clearly(
+    app: Flask, runner: FlaskCliRunner, tmp_path: Path, content: str | bytes, message: str
+) -> None:
+    result = runner.invoke(args=["subscribers", "import", _write(tmp_path, content)])
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+    missing = runner.invoke(args=["subscribers", "import", str(tmp_path / "nope.csv")])
+    assert missing.exit_code != 0 and "no such file" in missing.output
+
+
+def test_import_reads_stdin_and_accepts_a_bom(app: Flask, runner: FlaskCliRunner) -> None:
+    data = "\ufeffemail\nzoe@example.org\n".encode()
+    result = runner.invoke(args=["subscribers", "import", "-"], input=data)
+    assert result.exit_code == 0, result.output
+    assert _get("zoe@example.org").status == "active"
+
+
+def test_export_csv_quotes_awkward_names(app: Flask) -> None:
+    _add("ana@example.org", name='Ana "la", María')
+    text = subscriptions.export_csv_text(db.session)
+    report = subscriptions.import_csv(db.session, io.StringIO(text), now=NOW, dry_run=True)
+    assert report.unchanged == ["ana@example.org"] and report.ok
+
+
+def test_subscribers_commands_have_help(runner: FlaskCliRunner) -> None:
+    group = runner.invoke(args=["subscribers", "--help"])
+    assert group.exit_code == 0 and "email,name,language,categories,status" in group.output
+    for command, words in (("import", "--dry-run"), ("export", "--status")):
+        result = runner.invoke(args=["subscribers", command, "--help"])
+        assert result.exit_code == 0 and words in result.output
