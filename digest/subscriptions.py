@@ -156,7 +156,6 @@ def _queue_mail(
     kind: str,
     template: str,
     now: dt.datetime,
-    recipient: str | None = None,
     **context: Any,
 ) -> bool:
     """Queue a transactional mail in the subscriber's language unless today's cap is reached."""
@@ -171,11 +170,7 @@ def _queue_mail(
         subject = render_template(f"web/mail/{template}.subject.txt", **context).strip()
         text = render_template(f"web/mail/{template}.txt", **context)
         html = render_template(f"web/mail/{template}.html", **context)
-    delivery = enqueue_message(session, subscriber, kind, subject, text, html, now)
-    if recipient and recipient != subscriber.email:
-        # The change-of-address mail goes to the new address; the subscriber keeps the
-        # old one until the link in it is followed.
-        delivery.payload = {**(delivery.payload or {}), "to": recipient}
+    enqueue_message(session, subscriber, kind, subject, text, html, now)
     return True
 
 
@@ -405,25 +400,60 @@ def resume_paused(session: Session, today: dt.date) -> int:
     return len(due)
 
 
+# Consent source of the placeholder row that holds a requested new address until confirmed.
+EMAIL_CHANGE_SOURCE = "email_change"
+
+
+def _is_placeholder(subscriber: Subscriber) -> bool:
+    return (
+        subscriber.status == SubscriberStatus.PENDING
+        and subscriber.consent_source == EMAIL_CHANGE_SOURCE
+    )
+
+
 def request_email_change(
     session: Session, subscriber: Subscriber, *, new_email: str, now: dt.datetime
 ) -> bool:
     """Mail a confirmation link to ``new_email``; the address changes only when it is followed.
 
-    Raises ``InvalidEmail``. Returns whether a mail was queued; a taken address gets none,
-    and the page does not say so (no enumeration through the preference centre either).
+    The new address is held by a pending placeholder row, so the ledger mails it like any
+    pending sign-up (and the address is proven before anything switches). Raises
+    ``InvalidEmail``. Returns whether a mail was queued; a taken address gets none, and the
+    page does not say so (no enumeration through the preference centre either).
     """
     address = normalize_email(new_email)
-    if address == subscriber.email or find_by_email(session, address) is not None:
+    if address == subscriber.email:
         return False
-    token = tokens.make_token(subscriber, "email", now=now, extra={"email": address})
+    placeholder = find_by_email(session, address)
+    if placeholder is None:
+        placeholder = Subscriber(
+            email=address,
+            status=SubscriberStatus.PENDING,
+            name=subscriber.name,
+            language=subscriber.language,
+            categories=list(subscriber.categories or CATEGORIES),
+            consent_at=now,
+            consent_source=EMAIL_CHANGE_SOURCE,
+        )
+        try:
+            with session.begin_nested():
+                session.add(placeholder)
+        except IntegrityError:
+            return False
+    elif not _is_placeholder(placeholder):
+        return False
+    token = tokens.make_token(
+        placeholder,
+        "email",
+        now=now,
+        extra={"from": subscriber.id, "v": subscriber.token_version},
+    )
     queued = _queue_mail(
         session,
-        subscriber,
+        placeholder,
         "email_change",
         "email_change",
         now,
-        recipient=address,
         new_email=address,
         confirm_url=public_url(f"/email/{token}"),
         max_age_days=int(current_app.config.get("CONFIRM_MAX_AGE_DAYS", 7)),
@@ -432,13 +462,33 @@ def request_email_change(
     return queued
 
 
+def read_email_change(session: Session, token: str, now: dt.datetime) -> tuple[Subscriber, str]:
+    """The subscriber whose address a change link moves, and the new address.
+
+    Raises a ``tokens.TokenError`` when the link, or the subscriber's links, no longer hold.
+    """
+    placeholder, extra = tokens.read_token_payload(session, token, "email", now=now)
+    owner = session.get(Subscriber, int(extra.get("from") or 0))
+    if owner is None or owner.token_version != extra.get("v"):
+        raise tokens.Revoked("the subscription this link moves has changed since")
+    if not _is_placeholder(placeholder):
+        raise tokens.Revoked("the new address has been used for another subscription")
+    return owner, placeholder.email
+
+
 def apply_email_change(session: Session, subscriber: Subscriber, new_email: str) -> None:
     """Switch to the confirmed new address and revoke every link sent to the old one."""
     address = normalize_email(new_email, check_deliverability=False)
     if address == subscriber.email:
         return
-    if find_by_email(session, address) is not None:
-        raise EmailTaken(address)
+    holder = find_by_email(session, address)
+    if holder is not None:
+        if not _is_placeholder(holder):
+            raise EmailTaken(address)
+        # The placeholder only held the address for this moment; its mails go with it.
+        session.execute(delete(Delivery).where(Delivery.subscriber_id == holder.id))
+        session.delete(holder)
+        session.flush()
     subscriber.email = address
     tokens.revoke_links(subscriber)
     session.commit()

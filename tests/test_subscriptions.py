@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,6 @@ from digest import subscriptions, tokens
 from digest.extensions import db
 from digest.models import Delivery, Subscriber
 
-# Sign-up queues mail through the delivery ledger (helper delivery's digest.mail.delivery).
-pytest.importorskip("digest.mail.delivery", reason="digest.mail.delivery has not landed yet")
 
 NOW = dt.datetime(2026, 3, 2, 8, 30, tzinfo=dt.UTC)
 
@@ -127,22 +126,43 @@ def test_unsubscribing_cancels_digests_already_queued(app: Flask) -> None:
 
 
 def test_email_change_revokes_old_links_and_refuses_taken_addresses(app: Flask) -> None:
-    ana = _add("ana@example.org")
+    ana = _add("ana@example.org", categories=["sport"])
     _add("taken@example.org")
     old = tokens.make_token(ana, "manage")
-    assert (
-        subscriptions.request_email_change(db.session, ana, new_email="taken@example.org", now=NOW)
-        is False
+    taken = subscriptions.request_email_change(
+        db.session, ana, new_email="taken@example.org", now=NOW
     )
+    assert taken is False
     assert subscriptions.request_email_change(db.session, ana, new_email="New@Example.org", now=NOW)
-    (mail,) = _signup_mails(ana)
-    assert mail.kind == "email_change" and mail.payload["to"] == "new@example.org"
+    # The new address waits in a pending placeholder, which the ledger mails like a sign-up.
+    placeholder = _get("new@example.org")
+    assert placeholder.status == "pending" and placeholder.categories == ["sport"]
+    (mail,) = _signup_mails(placeholder)
+    assert mail.kind == "email_change"
+    token = re.search(r"/email/(\S+)", mail.payload["text"]).group(1)
+    owner, address = subscriptions.read_email_change(db.session, token, NOW)
+    assert (owner, address) == (ana, "new@example.org")
+
     with pytest.raises(subscriptions.EmailTaken):
         subscriptions.apply_email_change(db.session, ana, "taken@example.org")
     subscriptions.apply_email_change(db.session, ana, "new@example.org")
-    assert _get("new@example.org") is not None
+    moved = _get("new@example.org")
+    assert moved.id == ana.id and moved.status == "active"
+    assert _get("ana@example.org") is None
     with pytest.raises(tokens.Revoked):
         tokens.read_token(db.session, old, "manage")
+    with pytest.raises(tokens.TokenError):
+        subscriptions.read_email_change(db.session, token, NOW)
+
+
+def test_a_change_link_dies_when_the_address_is_claimed_by_a_sign_up(app: Flask) -> None:
+    ana = _add("ana@example.org")
+    subscriptions.request_email_change(db.session, ana, new_email="new@example.org", now=NOW)
+    (mail,) = _signup_mails(_get("new@example.org"))
+    token = re.search(r"/email/(\S+)", mail.payload["text"]).group(1)
+    subscriptions.sign_up(db.session, email="new@example.org", now=NOW)
+    with pytest.raises(tokens.Revoked):
+        subscriptions.read_email_change(db.session, token, NOW)
 
 
 def test_export_and_delete_my_data(app: Flask) -> None:

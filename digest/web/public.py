@@ -361,11 +361,8 @@ def change_email(token: str) -> Any:
 @bp.route("/email/<token>", methods=["GET", "POST"])
 def confirm_email(token: str) -> Any:
     """The link mailed to a new address: GET shows a button, POST switches the address."""
-    subscriber, extra = tokens.read_token_payload(db.session, token, "email", now=_now())
+    subscriber, new_email = subscriptions.read_email_change(db.session, token, _now())
     _speak(subscriber)
-    new_email = str(extra.get("email") or "")
-    if not new_email:
-        raise tokens.Invalid("no address in the link")
     form = ButtonForm()
     if request.method == "POST" and form.validate_on_submit():
         try:
