@@ -16,7 +16,6 @@ from digest import subscriptions, tokens
 from digest.extensions import db
 from digest.models import Delivery, Subscriber
 
-
 NOW = dt.datetime(2026, 3, 2, 8, 30, tzinfo=dt.UTC)
 
 
