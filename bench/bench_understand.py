@@ -7,33 +7,45 @@ from collections.abc import Callable
 from pathlib import Path
 
 from digest.understand.categorizer import Categorizer
+from digest.understand.evaluation import read_labelled_path
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 20_000  # headlines per second, from the issue
+ROUNDS = 5
+ROUND_SECONDS = 0.4
 
 
 def headlines() -> list[str]:
     """The labelled dev set's and the seed's headlines: varied languages, lengths, names."""
     texts: list[str] = []
     for path in sorted((ROOT / "tests" / "data").glob("headlines_*.tsv")):
-        for line in path.read_text("utf-8").splitlines()[1:]:
-            if line.strip():
-                texts.append(line.split("\t", 1)[0])
+        texts.extend(row.text for row in read_labelled_path(path))
     for path in sorted((ROOT / "seeds").glob("*.txt")):
         first = path.read_text("utf-8").split("\n", 1)[0]
         texts.extend(part.strip() for part in first.split("\u00a0") if part.strip())
     return texts
 
 
-def _rate(work: Callable[[list[str]], object], texts: list[str], seconds: float = 1.5) -> float:
-    """Headlines per second of ``work`` over ``texts``, repeated for about ``seconds``."""
-    work(texts)  # warm-up: lexicons, caches
-    done = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        work(texts)
-        done += len(texts)
-    return done / (time.perf_counter() - start)
+def _best_rate(
+    works: dict[str, Callable[[list[str]], object]], texts: list[str]
+) -> dict[str, float]:
+    """Headlines per CPU second of each work over ``texts``: best of interleaved rounds.
+
+    CPU time (not wall time) and the best round keep the figure about one core even when
+    the machine is shared; interleaving exposes baseline and classify to the same load.
+    """
+    best = dict.fromkeys(works, 0.0)
+    for work in works.values():
+        work(texts)  # warm-up: lexicons, caches
+    for _ in range(ROUNDS):
+        for name, work in works.items():
+            done = 0
+            start = time.process_time()
+            while time.process_time() - start < ROUND_SECONDS:
+                work(texts)
+                done += len(texts)
+            best[name] = max(best[name], done / (time.process_time() - start))
+    return best
 
 
 def run() -> list[str]:
@@ -47,11 +59,12 @@ def run() -> list[str]:
     def categorize(batch: list[str]) -> object:
         return [categorizer.classify(text) for text in batch]
 
-    base = _rate(baseline, texts)
-    ours = _rate(categorize, texts)
+    rates = _best_rate({"baseline": baseline, "classify": categorize}, texts)
+    base, ours = rates["baseline"], rates["classify"]
     verdict = "ok" if ours >= TARGET else "BELOW TARGET"
     return [
-        f"{len(texts)} distinct headlines (dev set + seed), language detected each time",
+        f"{len(texts)} headlines (dev, held-out, seed), language detected for each",
+        f"(best of {ROUNDS} interleaved rounds, CPU time of one process)",
         f"baseline lower+split: {base:,.0f} headlines/s",
         f"classify:             {ours:,.0f} headlines/s  (target {TARGET:,}: {verdict})",
         f"ratio classify/baseline: {ours / base:.4f}  (baseline is {base / ours:.1f}x faster)",

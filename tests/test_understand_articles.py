@@ -189,3 +189,28 @@ def test_lead_prefers_important_then_covered_then_recent(app: Flask) -> None:
     copy.category = "politics"
     politics_new.story_key = "s2"
     assert choose_lead([culture, politics_old, politics_new, copy]) is politics_old
+
+
+def test_same_event_in_three_languages_is_one_story(app: Flask) -> None:
+    french = add_article("Cambriolage au Louvre : des bijoux volés en plein jour")
+    spanish = add_article("Robo en el Louvre: roban joyas de la corona en pleno día", language="es")
+    english = add_article("Louvre heist: jewels stolen in daylight raid", language="en")
+    other = add_article("Cambriolage à Tanger : une bijouterie visée en pleine nuit")
+    classify_articles(db.session, NOW)
+    assert french.story_key == spanish.story_key == english.story_key
+    assert other.story_key != french.story_key
+
+
+def test_new_headline_joins_a_story_the_editor_merged(app: Flask) -> None:
+    a = add_article("Bank Al-Maghrib maintient son taux directeur à 2,25%")
+    b = add_article("Politique monétaire : la banque centrale rassure les marchés")
+    classify_articles(db.session, NOW)
+    assert a.story_key != b.story_key
+    # The editor merges them by hand (what the desk does); clustering keeps the merge.
+    b.story_key = a.story_key
+    a.story_by_editor = b.story_by_editor = True
+    later = NOW + dt.timedelta(hours=2)
+    c = add_article("Bank Al-Maghrib laisse son taux directeur inchangé à 2,25%", seen=later)
+    classify_articles(db.session, later)
+    assert a.story_key == b.story_key == c.story_key
+    assert not c.story_by_editor

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from digest.models import CATEGORIES
 from digest.understand.language import detect_language
 from digest.understand.lexicon import MAX_PHRASE, Lexicon, load_lexicon
-from digest.understand.text import content_stems, normalize_key
+from digest.understand.text import content_stems, normalize_key, stems_of, tokens
 
 SORTED_LANGUAGES = ("fr", "es", "en")
 # Below this confidence the headline goes to "other" and is flagged for an editor.
@@ -80,26 +80,27 @@ class Categorizer:
         self._lexicons: dict[str, Lexicon] = {lang: load_lexicon(lang) for lang in SORTED_LANGUAGES}
 
     def _score(self, stems: list[str], language: str) -> tuple[dict[str, float], list[str]]:
-        entries = self._lexicons[language].entries
-        surface = self._lexicons[language].surface
+        lexicon = self._lexicons[language]
+        entries, surface, prefixes = lexicon.entries, lexicon.surface, lexicon.prefixes
         scores: dict[str, float] = {}
         evidence: list[str] = []
         seen: set[str] = set()
         count = len(stems)
         for start in range(count):
             key = stems[start]
-            for width in range(1, MAX_PHRASE + 1):
-                if width > 1:
-                    if start + width > count:
-                        break
-                    key = key + " " + stems[start + width - 1]
+            width = 1
+            while True:
                 hits = entries.get(key)
-                if hits is None or key in seen:
-                    continue
-                seen.add(key)
-                for category, weight in hits:
-                    scores[category] = scores.get(category, 0.0) + weight
-                evidence.append(f"{surface[key]} ({'/'.join(c for c, _ in hits)})")
+                if hits is not None and key not in seen:
+                    seen.add(key)
+                    for category, weight in hits:
+                        scores[category] = scores.get(category, 0.0) + weight
+                    evidence.append(f"{surface[key]} ({'/'.join(c for c, _ in hits)})")
+                # Longer terms are only tried when a known term starts this way.
+                if width == MAX_PHRASE or start + width >= count or key not in prefixes:
+                    break
+                key = key + " " + stems[start + width]
+                width += 1
         learned = self.memory.terms.get(language)
         if learned:
             for stem in set(stems):
@@ -115,22 +116,25 @@ class Categorizer:
         self, text: str, body: str | None = None, language: str | None = None
     ) -> Classification:
         """Category, confidence and evidence for headline ``text`` (and its body, if any)."""
-        if language not in SORTED_LANGUAGES:
-            language = detect_language(text) if language is None else language
+        words = tokens(text)
+        if language is None:
+            language = detect_language(text, words)
         if language not in SORTED_LANGUAGES:
             # Unsorted language: the best reading among the three lexicons, shown as "other".
-            readings = [self._decide(text, body, lang) for lang in SORTED_LANGUAGES]
+            readings = [self._decide(text, words, body, lang) for lang in SORTED_LANGUAGES]
             best = max(readings, key=lambda r: r.confidence)
             return Classification("other", best.category, best.confidence, best.evidence, True)
-        return self._decide(text, body, language)
+        return self._decide(text, words, body, language)
 
-    def _decide(self, text: str, body: str | None, language: str) -> Classification:
+    def _decide(
+        self, text: str, words: list[str], body: str | None, language: str
+    ) -> Classification:
         if self.memory.exact:
             taught = self.memory.exact.get(normalize_key(text))
             if taught is not None:
                 evidence = ["same headline corrected by an editor"]
                 return Classification(language, taught, 1.0, evidence)
-        stems = content_stems(text, language)
+        stems = stems_of(words, language)
         if self.memory.examples and stems:
             similar = self._similar(stems, language)
             if similar is not None:

@@ -37,6 +37,8 @@ class Lexicon:
     entries: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     # The term as written, for evidence shown to editors.
     surface: dict[str, str] = field(default_factory=dict)
+    # Beginnings of terms of several words: longer matches are only tried after one of these.
+    prefixes: set[str] = field(default_factory=set)
 
     def add(self, term: str, category: str, weight: float) -> None:
         """Add ``term`` (any number of words up to MAX_PHRASE) for ``category``."""
@@ -46,6 +48,8 @@ class Lexicon:
         if not stems or len(stems) > MAX_PHRASE or all(s.isdigit() for s in stems):
             return
         key = " ".join(stems)
+        for end in range(1, len(stems)):
+            self.prefixes.add(" ".join(stems[:end]))
         hits = self.entries.setdefault(key, [])
         for index, (existing, old) in enumerate(hits):
             if existing == category:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Sequence
 
 from sqlalchemy import or_, select
@@ -65,27 +66,37 @@ def classify_articles(session: Session, now: dt.datetime) -> int:
 
 
 def _assign_stories(articles: Sequence[Article]) -> None:
-    # Stories an editor merged or split keep their keys: re-clustering must not undo them.
-    articles = [a for a in articles if not a.story_by_editor]
     numbers = cluster([Headline(a.title, a.language or "fr") for a in articles])
     groups: dict[int, list[Article]] = {}
     for article, number in zip(articles, numbers, strict=True):
         groups.setdefault(number, []).append(article)
     for members in groups.values():
-        # Keep a key already given to a member, so a story's key survives new sources.
-        existing = sorted(a.story_key for a in members if a.story_key)
-        key = existing[0] if existing else story_key_for(members[0].fingerprint)
+        # Stories an editor merged or split keep their keys (re-clustering must not undo
+        # them); a new headline of the same event joins the editor's story.
+        fixed = [a.story_key for a in members if a.story_by_editor and a.story_key]
+        if fixed:
+            key = Counter(fixed).most_common(1)[0][0]
+        else:
+            # Keep a key already given to a member, so a story's key survives new sources.
+            existing = sorted(a.story_key for a in members if a.story_key)
+            key = existing[0] if existing else story_key_for(members[0].fingerprint)
         for article in members:
-            article.story_key = key
+            if not article.story_by_editor:
+                article.story_key = key
+    stories: dict[str, list[Article]] = {}
+    for article in articles:
+        stories.setdefault(article.story_key or "", []).append(article)
+    for members in stories.values():
         taught = [a for a in members if a.category_by_editor and a.category]
-        if taught:
-            category = taught[-1].category
-            note = f"same story as an editor's choice: {taught[-1].title}"
-            for article in members:
-                if not article.category_by_editor:
-                    article.category = category
-                    article.category_confidence = 1.0
-                    article.category_evidence = [note]
+        if not taught:
+            continue
+        category = taught[-1].category
+        note = f"same story as an editor's choice: {taught[-1].title}"
+        for article in members:
+            if not article.category_by_editor:
+                article.category = category
+                article.category_confidence = 1.0
+                article.category_evidence = [note]
 
 
 def record_correction(

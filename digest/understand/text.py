@@ -25,6 +25,8 @@ def _words(text: str) -> frozenset[str]:
     return frozenset(text.split())
 
 
+# Cheap pre-check: most headlines have no digit, and then no age group to rewrite.
+_AGE_HINT = re.compile(r"\d")
 _STOP_WORDS: dict[str, frozenset[str]] = {
     "fr": _words(
         """a à au aux avec ce ces cet cette d dans de des du elle elles en est et été être il ils
@@ -64,10 +66,16 @@ def fold(word: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
 
 
+def normalize_age_groups(text: str) -> str:
+    """``text`` with age groups written as one token ("moins de 20 ans" -> "u20")."""
+    if not _AGE_HINT.search(text):
+        return text
+    return _AGE_GROUP.sub(lambda m: " u" + (m.group(1) or m.group(2) or m.group(3)) + " ", text)
+
+
 def tokens(text: str) -> list[str]:
     """Lower-cased word tokens of ``text``, age groups joined ("moins de 20 ans" -> "u20")."""
-    text = _AGE_GROUP.sub(lambda m: " u" + (m.group(1) or m.group(2) or m.group(3)) + " ", text)
-    return _TOKEN.findall(text.lower())
+    return _TOKEN.findall(normalize_age_groups(text).lower())
 
 
 @lru_cache(maxsize=8)
@@ -101,10 +109,32 @@ def stem(word: str, language: str) -> str:
     return found
 
 
+# Per language: word -> its stem, or "" for a stop word or a single letter. One lookup per
+# word on the hot path instead of a stop-word test plus a stem call.
+_CONTENT_CACHE: dict[str, dict[str, str]] = {"fr": {}, "es": {}, "en": {}, "other": {}}
+
+
 def content_stems(text: str, language: str) -> list[str]:
     """Stems of the words of ``text`` that are not stop words, in order."""
-    stops = stop_words(language)
-    return [stem(word, language) for word in tokens(text) if word not in stops and len(word) > 1]
+    return stems_of(tokens(text), language)
+
+
+def stems_of(words: list[str], language: str) -> list[str]:
+    """Stems of the already tokenized ``words`` that are not stop words, in order."""
+    cache = _CONTENT_CACHE.get(language)
+    if cache is None:
+        cache = _CONTENT_CACHE["other"]
+    result: list[str] = []
+    for word in words:
+        found = cache.get(word)
+        if found is None:
+            found = "" if word in stop_words(language) or len(word) < 2 else stem(word, language)
+            if len(cache) >= _STEM_CACHE_LIMIT:
+                cache.clear()
+            cache[word] = found
+        if found:
+            result.append(found)
+    return result
 
 
 def normalize_key(text: str) -> str:
