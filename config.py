@@ -50,6 +50,8 @@ class Config:
     APPROVAL_REQUIRED = False
     APPROVAL_DEADLINE = "09:00"
     APPROVAL_FALLBACK = "hold"
+    # How often (seconds) `digest serve` sends what is queued: confirmation mails, retries.
+    DELIVERY_POLL_SECONDS = 5
     # Language of pages and mails when a reader has not chosen one; one of LANGUAGES.
     DEFAULT_LANGUAGE = "fr"
     # Languages readers can choose for pages and their digest.

@@ -68,7 +68,7 @@ def build_scheduler(app: Flask, *, blocking: bool, deliver: bool) -> BaseSchedul
         scheduler.add_job(
             deliver_job,
             "interval",
-            seconds=app.config.get("DELIVERY_POLL_SECONDS", 5),
+            seconds=app.config["DELIVERY_POLL_SECONDS"],
             args=[app],
             id="deliver",
             max_instances=1,
@@ -97,12 +97,15 @@ def run_daily_job(app: Flask) -> None:
 def deliver_job(app: Flask) -> None:
     """Scheduled edge: send whatever is queued (confirmation mails, retries, digests)."""
     from digest.extensions import db
-    from digest.mail.delivery import deliver_pending
+    from digest.mail.delivery import SenderBusy, deliver_pending
     from digest.mail.transports import app_transport
 
     with app.app_context():
         try:
             deliver_pending(db.session, app_transport(app), dt.datetime.now(dt.UTC))
+        except SenderBusy:
+            # A `digest send` is running on this SQLite database; the next poll catches up.
+            log.info("another sender is running; this delivery poll is skipped")
         except Exception:
             log.exception("delivery poll failed")
             db.session.rollback()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -25,6 +26,24 @@ from digest.models import Delivery, DeliveryState
 
 # First half of the two-integer advisory lock key: keeps ours apart from other applications'.
 LOCK_NAMESPACE = 0x6D6C  # "ml"
+
+
+# `digest serve` polls the queue every few seconds, holding the lock for a moment each time:
+# a `digest send` typed meanwhile waits that moment out instead of being refused.
+SQLITE_LOCK_WAIT_SECONDS = 10.0
+
+
+def _flock_within(handle: IO[bytes], seconds: float) -> None:
+    """Take an exclusive flock on ``handle``, retrying for ``seconds``; BlockingIOError after."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
 
 
 class SenderBusy(RuntimeError):
@@ -59,7 +78,7 @@ class WorkerLease:
             path = _lock_path(str(self._engine.url.database or "digest"))  # type: ignore[union-attr]
             handle = path.open("ab")
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                _flock_within(handle, SQLITE_LOCK_WAIT_SECONDS)
             except BlockingIOError as error:
                 handle.close()
                 raise SenderBusy(
