@@ -6,9 +6,11 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import insert, select
+from sqlalchemy import ColumnElement, Text, any_, cast, insert, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from digest.ingest.items import Item
@@ -16,8 +18,8 @@ from digest.ingest.normalize import clean_text, match_key
 from digest.models import Article, Source, article_sources
 from digest.understand.language import detect_language
 
-# Keeps each IN (...) list well under every driver's parameter limit.
-_CHUNK = 500
+# Keeps each IN (...) list well under every driver's parameter limit (SQLite: 32766).
+_CHUNK = 2000
 
 
 @dataclass
@@ -55,12 +57,12 @@ class _Index:
     """The articles a batch can match, by guid, URL, fingerprint and title key."""
 
     def __init__(self) -> None:
-        self.by_guid: dict[str, Article] = {}
-        self.by_url: dict[str, Article] = {}
-        self.by_fingerprint: dict[str, Article] = {}
-        self.by_title: dict[str, Article] = {}
+        self.by_guid: dict[str, Article | NewArticle] = {}
+        self.by_url: dict[str, Article | NewArticle] = {}
+        self.by_fingerprint: dict[str, Article | NewArticle] = {}
+        self.by_title: dict[str, Article | NewArticle] = {}
 
-    def add(self, article: Article) -> None:
+    def add(self, article: Article | NewArticle) -> None:
         if article.guid:
             self.by_guid.setdefault(article.guid, article)
         if article.url:
@@ -68,7 +70,9 @@ class _Index:
         self.by_fingerprint.setdefault(article.fingerprint, article)
         self.by_title.setdefault(article.title_key, article)
 
-    def find(self, guid: str | None, url: str | None, fp: str, title_key: str) -> Article | None:
+    def find(
+        self, guid: str | None, url: str | None, fp: str, title_key: str
+    ) -> Article | NewArticle | None:
         return (
             (self.by_guid.get(guid) if guid else None)
             or (self.by_url.get(url) if url else None)
@@ -85,6 +89,14 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start : start + _CHUNK]
 
 
+def _is_in(session: Session, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``= ANY(array)``, one parameter however many
+    values (an expanded IN costs psycopg a slow conversion of thousands of placeholders)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(cast(list(values), ARRAY(Text)))
+    return column.in_(values)
+
+
 def _load_index(
     session: Session, guids: set[str], urls: set[str], fps: set[str], titles: set[str]
 ) -> _Index:
@@ -97,7 +109,7 @@ def _load_index(
         (Article.title_key, titles),
     ):
         for chunk in _chunks(sorted(values)):
-            for article in session.scalars(select(Article).where(column.in_(chunk))):
+            for article in session.scalars(select(Article).where(_is_in(session, column, chunk))):
                 found[article.id] = article
     # Oldest first, so a key shared by two rows resolves to the one seen first.
     for article_id in sorted(found):
@@ -126,27 +138,61 @@ def _merge(article: Article, item: Item, url: str | None, now: dt.datetime) -> N
         article.language = detect_language(_language_text(item))
 
 
+class NewArticle:
+    """A row about to be inserted: matchable like an ``Article``, without ORM bookkeeping."""
+
+    __slots__ = ("fingerprint", "guid", "row", "title_key", "url")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.row = row
+        self.fingerprint: str = row["fingerprint"]
+        self.guid: str | None = row["guid"]
+        self.url: str | None = row["url"]
+        self.title_key: str = row["title_key"]
+
+
 def _new_article(
     item: Item, title: str, title_key: str, url: str | None, fp: str, now: dt.datetime
-) -> Article:
-    return Article(
-        fingerprint=fp,
-        title=title,
-        title_key=title_key,
-        url=url,
-        guid=item.guid[:2000] if item.guid else None,
-        source_name=item.source_name[:200] if item.source_name else None,
-        author=item.author[:200] if item.author else None,
-        summary=item.summary,
-        blocks=item.blocks,
-        image_url=item.image_url[:2000] if item.image_url else None,
-        published_at=item.published_at,
-        language=detect_language(_language_text(item)),
-        category_by_editor=False,
-        excluded=False,
-        first_seen_at=now,
-        last_seen_at=now,
+) -> NewArticle:
+    return NewArticle(
+        {
+            "fingerprint": fp,
+            "title": title,
+            "title_key": title_key,
+            "url": url,
+            "guid": item.guid[:2000] if item.guid else None,
+            "source_name": item.source_name[:200] if item.source_name else None,
+            "author": item.author[:200] if item.author else None,
+            "summary": item.summary,
+            "blocks": item.blocks,
+            "image_url": item.image_url[:2000] if item.image_url else None,
+            "published_at": item.published_at,
+            "language": detect_language(_language_text(item)),
+            "category_by_editor": False,
+            "excluded": False,
+            "first_seen_at": now,
+            "last_seen_at": now,
+        }
     )
+
+
+def _insert_new(session: Session, articles: list[NewArticle]) -> list[int]:
+    """Insert new articles in one executemany and return their ids.
+
+    A plain executemany without RETURNING lets the driver reuse one statement; the
+    ORM's per-object flush builds a huge multi-row statement per batch on PostgreSQL,
+    which psycopg spends most of a large feed's time converting.
+    """
+    if not articles:
+        return []
+    session.execute(insert(Article), [article.row for article in articles])
+    ids: list[int] = []
+    fingerprints = [article.fingerprint for article in articles]
+    for chunk in _chunks(fingerprints):
+        ids.extend(
+            session.scalars(select(Article.id).where(_is_in(session, Article.fingerprint, chunk)))
+        )
+    return ids
 
 
 def store_items(
@@ -178,35 +224,35 @@ def store_items(
     )
     result = StoreResult()
     touched: dict[int, Article] = {}
-    new_articles: list[Article] = []
-    # Python ids of the articles created in this batch (a later item may repeat one).
-    created: set[int] = set()
+    new_articles: list[NewArticle] = []
     for item, title, title_key, url, fp in prepared:
         article = index.find(item.guid, url, fp, title_key)
         if article is None:
+            # Kept out of the session: new rows go in below as one bulk INSERT.
             article = _new_article(item, title, title_key, url, fp, now)
-            session.add(article)
             index.add(article)
             new_articles.append(article)
-            created.add(id(article))
             result.added += 1
             continue
-        if id(article) in created:
+        if isinstance(article, NewArticle):
+            # Repeated within this batch: the first copy is what gets inserted.
             continue
         _merge(article, item, url, now)
         if article.id not in touched:
             touched[article.id] = article
             result.updated += 1
     session.flush()
+    new_ids = _insert_new(session, new_articles)
     linked = set(
         session.scalars(
             select(article_sources.c.article_id).where(article_sources.c.source_id == source.id)
         )
     )
+    article_ids = [*touched, *new_ids]
     rows = [
-        {"article_id": article.id, "source_id": source.id}
-        for article in [*touched.values(), *new_articles]
-        if article.id not in linked
+        {"article_id": article_id, "source_id": source.id}
+        for article_id in article_ids
+        if article_id not in linked
     ]
     if rows:
         session.execute(insert(article_sources), rows)
