@@ -16,10 +16,28 @@ import feedparser
 
 ITEMS = 10_000
 NOW = dt.datetime(2026, 11, 28, 6, 0, tzinfo=dt.UTC)
-_WORDS = (
-    "Maroc budget réforme santé football économie Rabat élection port récolte banque école "
-    "Casablanca gouvernement ministre hôpital stade inflation tourisme énergie"
-).split()
+_WORDS = [
+    "Maroc",
+    "budget",
+    "réforme",
+    "santé",
+    "football",
+    "économie",
+    "Rabat",
+    "élection",
+    "port",
+    "récolte",
+    "banque",
+    "école",
+    "Casablanca",
+    "gouvernement",
+    "ministre",
+    "hôpital",
+    "stade",
+    "inflation",
+    "tourisme",
+    "énergie",
+]
 
 
 def make_feed(count: int) -> bytes:
