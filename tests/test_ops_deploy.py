@@ -269,12 +269,16 @@ def test_prod_demo_runs_the_production_layout_and_delivers_each_message_once(
                 timeout=120,
             )
             assert queue.stdout.strip() == "30", queue.stderr
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 240
             while time.monotonic() < deadline:
                 sent = _psql(database, "SELECT count(*) FROM deliveries WHERE state = 'sent'")
                 if sent == "30":
                     break
                 time.sleep(0.5)
+            states = _psql(
+                database, "SELECT state || ' ' || count(*) FROM deliveries GROUP BY state"
+            )
+            assert sent == "30", f"deliveries by state: {states}"
             _, metrics = _get(f"{base}/metrics")
         assert _sample(metrics, "digest_deliveries", kind="digest", state="sent") == 30
         assert _sample(metrics, "digest_delivery_queue_depth") == 0
@@ -290,6 +294,9 @@ def test_prod_demo_runs_the_production_layout_and_delivers_each_message_once(
         for process in ("web.1", "worker.1", "worker.2", "scheduler.1"):
             assert f"{process} started" in text
     finally:
+        # Shown by pytest only when the test fails: what the processes said.
+        if log.exists():
+            print(log.read_text(errors="replace")[-8000:])
         subprocess.run(
             ["dropdb", "-h", "127.0.0.1", "-U", "postgres", "--if-exists", "--force", database],
             timeout=60,
