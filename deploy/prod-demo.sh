@@ -67,6 +67,10 @@ export PATH="$BIN:$PATH"
 digest init
 digest ingest >/dev/null
 digest build
+# One pass of the sender before the workers start: it sends anything left from an earlier
+# run and creates the sender's pause-switch row, which two workers starting at the same
+# instant would otherwise both try to create.
+digest worker --once >/dev/null
 
 say "digest (production layout) on http://127.0.0.1:$PORT/"
 say "  health  http://127.0.0.1:$PORT/readyz    metrics  http://127.0.0.1:$PORT/metrics"

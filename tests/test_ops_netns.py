@@ -206,6 +206,9 @@ def test_workers_on_two_hosts_deliver_an_edition_exactly_once(hosts: Hosts) -> N
         digest("a", "init")
         digest("a", "ingest")
         digest("a", "build")
+        # Nothing is queued yet, so this pass sends nothing: it only creates the sender's
+        # pause-switch row, which two workers starting at the same instant both try to make.
+        digest("a", "worker", "--once")
         queue = subprocess.run(
             hosts.command(
                 "a",
