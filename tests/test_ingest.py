@@ -220,3 +220,25 @@ def test_cli_ingest_reports_and_exits_non_zero_on_failure(app: Flask, tmp_path: 
     assert count_articles() == 49
     result = runner.invoke(args=["ingest", "--bogus"])
     assert result.exit_code == 2 and "No such option" in result.output
+
+
+def test_a_configured_directory_reports_its_files(app: Flask, tmp_path: Path) -> None:
+    folder = tmp_path / "dumps"
+    folder.mkdir()
+    shutil.copy(DATA / "two_articles.txt", folder / "a.txt")
+    (folder / "b.txt").write_bytes(b"")
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["sources", "add", str(folder)]).exit_code == 0
+    result = runner.invoke(args=["ingest"])
+    assert result.exit_code == 1 and "empty file" in result.output
+    assert count_articles() == 6
+    db.session.expire_all()
+    configured = db.session.scalars(select(Source).where(Source.enabled)).one()
+    assert configured.location == str(folder.resolve())
+    assert configured.status == "error" and "b.txt: empty file" in (configured.last_error or "")
+    (folder / "b.txt").write_text("Un titre de plus\n", encoding="utf-8")
+    assert runner.invoke(args=["ingest"]).exit_code == 0
+    db.session.expire_all()
+    configured = db.session.scalars(select(Source).where(Source.enabled)).one()
+    assert (configured.status, configured.last_error) == ("ok", None)
+    assert count_articles() == 7

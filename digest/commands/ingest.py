@@ -70,16 +70,18 @@ def ingest_command(locations: tuple[str, ...], dry_run: bool, as_json: bool) -> 
     date, paragraphs) and stores nothing. Exits non-zero when any source failed.
     """
     session = db.session()
-    planned = plan_locations(session, list(locations) or None)
+    requested = list(locations) or None
+    # Planned only to size the progress bar; the service plans the same way itself.
+    planned = plan_locations(session, requested)
     if not planned:
         raise click.UsageError("no location to read")
     now = dt.datetime.now(dt.UTC)
     report: IngestReport
     with _progress(len(planned), "Reading sources") as tick:
         if dry_run:
-            report = preview_locations(session, planned, on_progress=tick)
+            report = preview_locations(session, requested, on_progress=tick)
         else:
-            report = ingest_locations(session, planned, now, on_progress=tick)
+            report = ingest_locations(session, requested, now, on_progress=tick)
     if as_json:
         click.echo(json.dumps(report.to_dict(with_items=dry_run), ensure_ascii=False, indent=2))
     else:

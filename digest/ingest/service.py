@@ -108,16 +108,20 @@ def _local_key(location: str) -> str:
     return str(Path(location).expanduser().resolve())
 
 
+def _requested(session: Session, locations: list[str] | None) -> list[str]:
+    if locations is not None:
+        return locations
+    configured = list(
+        session.scalars(select(Source.location).where(Source.enabled).order_by(Source.id))
+    )
+    return configured or [current_app.config["SEED_DIR"]]
+
+
 def plan_locations(session: Session, locations: list[str] | None) -> list[str]:
     """Concrete locations to read: given ones (directories expanded), else the enabled
     sources, else the files of ``SEED_DIR``."""
-    if locations is None:
-        configured = list(
-            session.scalars(select(Source.location).where(Source.enabled).order_by(Source.id))
-        )
-        locations = configured or [current_app.config["SEED_DIR"]]
     planned: list[str] = []
-    for location in locations:
+    for location in _requested(session, locations):
         location = location.strip()
         if not location:
             continue
@@ -274,6 +278,31 @@ def preview_locations(
     return report
 
 
+def _record_directories(
+    session: Session, requested: list[str], report: IngestReport, now: dt.datetime
+) -> None:
+    """A configured directory's status sums up its files': "error" if any of them failed."""
+    for location in requested:
+        if _is_url(location) or not Path(location).expanduser().is_dir():
+            continue
+        folder = _local_key(location)
+        source = _find_source(session, folder)
+        if source is None:
+            continue
+        members = [
+            entry
+            for entry in report.sources
+            if entry.location == folder or entry.location.startswith(folder.rstrip("/") + "/")
+        ]
+        failed = [entry for entry in members if entry.status == "error"]
+        source.last_fetched_at = now
+        source.status = "error" if failed else "ok"
+        source.last_error = (
+            "; ".join(f"{Path(e.location).name}: {e.error}" for e in failed)[:2000] or None
+        )
+        session.commit()
+
+
 def _record_failure(session: Session, location: str, message: str, now: dt.datetime) -> None:
     """Store the error on a known source; a failed ad-hoc location leaves no row behind."""
     session.rollback()
@@ -338,4 +367,5 @@ def ingest_locations(
             _record_failure(session, location, entry.error, now)
         if on_progress:
             on_progress(entry)
+    _record_directories(session, _requested(session, locations), report, now)
     return report
