@@ -265,3 +265,50 @@ def test_parser_never_raises_on_arbitrary_text(text: str) -> None:
     dump = parse_aggregator(text)
     for item in dump_items(dump):
         assert item.title.strip()
+
+
+_word = st.text(alphabet="abcdefghijklmnopqrstuvwxyzéèàçôû", min_size=2, max_size=9)
+_sentence = st.lists(_word, min_size=3, max_size=25).map(lambda w: " ".join(w).capitalize() + ".")
+_title = st.lists(_word, min_size=2, max_size=10).map(lambda w: " ".join(w).capitalize())
+_source = st.sampled_from(["L'opinion", "Le Matin", "Hespress FR", "Médias24", "Maroc le Jour"])
+_day = st.dates(min_value=dt.date(2000, 1, 1), max_value=dt.date(2030, 12, 31))
+_MONTH_NAMES = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+                "septembre", "octobre", "novembre", "décembre"]  # fmt: skip
+_spellings = st.sampled_from(
+    [
+        lambda d: f"{d.day:02d} - {d.month:02d} - {d.year}",
+        lambda d: f"{d.day} {_MONTH_NAMES[d.month - 1]} {d.year}",
+        lambda d: d.isoformat(),
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(_title, min_size=0, max_size=8, unique_by=match_key),
+    st.lists(
+        st.tuples(_title, _source, _day, _spellings, st.lists(_sentence, min_size=1, max_size=5)),
+        max_size=3,
+        unique_by=lambda article: match_key(article[0]),
+    ),
+    st.sampled_from(["\n", "\r\n"]),
+)
+def test_generated_dumps_round_trip(
+    headlines: list[str],
+    articles: list[tuple],
+    newline: str,  # type: ignore[type-arg]
+) -> None:
+    parts = [f"{NBSP * 4}".join(headlines) + NBSP * 4, "", "Merci d'avoir signalé!", ""]
+    for title, source, day, spell, paragraphs in articles:
+        parts += [title, f"Publié dans {source} le {spell(day)}", ""]
+        for paragraph in paragraphs:
+            parts += [paragraph, ""]
+        parts += ["Cliquez ici pour lire l'article depuis sa source.", "", ""]
+    dump = parse_aggregator(newline.join(parts))
+    assert dump.headlines == headlines
+    assert [
+        (a.title, a.source_name, a.published_at and a.published_at.date()) for a in dump.articles
+    ] == [(title, source, day) for title, source, day, _, _ in articles]
+    assert [[b["text"] for b in a.blocks or []] for a in dump.articles] == [
+        paragraphs for *_, paragraphs in articles
+    ]
