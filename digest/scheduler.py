@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
@@ -77,6 +79,20 @@ def build_scheduler(app: Flask, *, blocking: bool, deliver: bool) -> BaseSchedul
     return scheduler
 
 
+@contextmanager
+def _job(app: Flask, what: str) -> Iterator[None]:
+    """Run a job's body in an app context; log its failure instead of killing the scheduler."""
+    from digest.extensions import db
+
+    with app.app_context():
+        try:
+            yield
+        except Exception:
+            # A scheduler must outlive one bad run; the next run starts from a clean session.
+            log.exception("%s failed", what)
+            db.session.rollback()
+
+
 def run_daily_job(app: Flask) -> None:
     """Scheduled edge: read the clock, run the day's pipeline."""
     from digest.extensions import db
@@ -84,14 +100,9 @@ def run_daily_job(app: Flask) -> None:
     from digest.mail.transports import app_transport
 
     now = dt.datetime.now(dt.UTC)
-    with app.app_context():
-        day = newsroom_today(app.config["TIMEZONE"], now)
-        try:
-            run_daily(db.session, day=day, now=now, transport=app_transport(app))
-        except Exception:
-            # The scheduler must outlive one bad morning; the error goes to the log.
-            log.exception("daily run for %s failed", day)
-            db.session.rollback()
+    day = newsroom_today(app.config["TIMEZONE"], now)
+    with _job(app, f"daily run for {day.isoformat()}"):
+        run_daily(db.session, day=day, now=now, transport=app_transport(app))
 
 
 def deliver_job(app: Flask) -> None:
@@ -100,15 +111,12 @@ def deliver_job(app: Flask) -> None:
     from digest.mail.delivery import SenderBusy, deliver_pending
     from digest.mail.transports import app_transport
 
-    with app.app_context():
+    with _job(app, "delivery poll"):
         try:
             deliver_pending(db.session, app_transport(app), dt.datetime.now(dt.UTC))
         except SenderBusy:
             # A `digest send` is running on this SQLite database; the next poll catches up.
             log.info("another sender is running; this delivery poll is skipped")
-        except Exception:
-            log.exception("delivery poll failed")
-            db.session.rollback()
 
 
 def beat_job(app: Flask) -> None:
@@ -116,9 +124,5 @@ def beat_job(app: Flask) -> None:
     from digest.extensions import db
     from digest.observability import beat
 
-    with app.app_context():
-        try:
-            beat(db.session, "scheduler", dt.datetime.now(dt.UTC))
-        except Exception:
-            log.exception("heartbeat failed")
-            db.session.rollback()
+    with _job(app, "heartbeat"):
+        beat(db.session, "scheduler", dt.datetime.now(dt.UTC))

@@ -102,3 +102,17 @@ def test_the_heartbeat_job_records_that_the_scheduler_is_alive(app: Flask) -> No
     beat_job(app)
     beat = db.session.scalars(select(Heartbeat).where(Heartbeat.name == "scheduler")).one()
     assert beat.beat_at is not None
+
+
+def test_a_failing_daily_run_is_logged_and_the_scheduler_lives_on(
+    app: Flask, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from digest import jobs
+    from digest.scheduler import run_daily_job
+
+    def broken_morning(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the relay is down")
+
+    monkeypatch.setattr(jobs, "run_daily", broken_morning)
+    run_daily_job(app)  # returns: a scheduled job that raised would only be logged by APScheduler
+    assert "daily run for" in caplog.text and "the relay is down" in caplog.text
