@@ -35,6 +35,8 @@ class Config:
     MAIL_FROM = "Le Digest <digest@localhost>"
     # Domain used on the right of generated Message-IDs; normally the From domain.
     MAIL_DOMAIN = "localhost"
+    # Address offered as a mailto: in List-Unsubscribe besides the https link; unset: https only.
+    UNSUBSCRIBE_MAILTO: str | None = None
     # Signs links in mails and session cookies. Required in production: at least 32 random
     # characters, e.g. from `python -c 'import secrets; print(secrets.token_hex(32))'`.
     SECRET_KEY: str | None = "dev-only-not-secret"
