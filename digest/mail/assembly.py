@@ -1,7 +1,8 @@
 """Turn a ledger row into the bytes that go on the wire.
 
 Transactional mail is built here with ``EmailMessage`` (it is rare). Digests are rendered
-once per variant (language x categories) and built with ``digest.mail.message.build_message``.
+once per variant (language x categories) and assembled by ``digest.mail.fast``; the slow
+reference ``digest.mail.message.build_message`` is kept for comparison and the bench.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from digest.mail.fast import PreparedVariant
 from digest.models import Delivery, Edition, Subscriber
 
 # What goes on the wire: CRLF line ends, lines folded at 78, no 8-bit headers.
@@ -60,12 +62,14 @@ def build_transactional(
 class MessageFactory:
     """Builds messages for claimed rows, rendering each digest variant only once."""
 
-    def __init__(self, session: Session, config: Mapping[str, Any]) -> None:
+    def __init__(self, session: Session, config: Mapping[str, Any], *, slow: bool = False) -> None:
         self.session = session
+        # slow=True builds each digest with build_message (the reference; used by the bench).
+        self.slow = slow
         self.config = config
         self.domain = str(config.get("MAIL_DOMAIN") or "localhost")
         self._editions: dict[int, Edition] = {}
-        self._variants: dict[tuple[int, str, tuple[str, ...]], Any] = {}
+        self._variants: dict[tuple[int, str, tuple[str, ...]], tuple[Any, PreparedVariant]] = {}
 
     def assemble(
         self, delivery: Delivery, subscriber: Subscriber, now: dt.datetime
@@ -74,9 +78,8 @@ class MessageFactory:
         message_id = message_id_for(delivery, self.domain)
         if delivery.edition_id is None:
             message = build_transactional(delivery, subscriber, self.config, now, message_id)
-        else:
-            message = self._digest(delivery, subscriber, message_id)
-        return message_id, message.as_bytes(policy=WIRE)
+            return message_id, message.as_bytes(policy=WIRE)
+        return message_id, self._digest(delivery, subscriber, now, message_id)
 
     def edition(self, edition_id: int) -> Edition:
         """The edition, loaded once per run."""
@@ -88,8 +91,8 @@ class MessageFactory:
             self._editions[edition_id] = edition
         return edition
 
-    def variant(self, edition: Edition, subscriber: Subscriber) -> Any:
-        """The rendered variant for the subscriber's language and categories (cached)."""
+    def variant(self, edition: Edition, subscriber: Subscriber) -> tuple[Any, PreparedVariant]:
+        """The rendered and pre-encoded variant for the subscriber's language and categories."""
         from digest.mail.delivery import edition_categories
         from digest.render import render_variant
 
@@ -97,21 +100,25 @@ class MessageFactory:
         wanted = set(subscriber.categories or ())
         categories = tuple(c for c in present if c in wanted) or tuple(present)
         key = (edition.id, subscriber.language, categories)
-        rendered = self._variants.get(key)
-        if rendered is None:
+        cached = self._variants.get(key)
+        if cached is None:
             rendered = render_variant(edition, subscriber.language, categories)
-            self._variants[key] = rendered
-        return rendered
+            cached = (rendered, PreparedVariant(rendered, self.config))
+            self._variants[key] = cached
+        return cached
 
-    def _digest(self, delivery: Delivery, subscriber: Subscriber, message_id: str) -> EmailMessage:
+    def _digest(
+        self, delivery: Delivery, subscriber: Subscriber, now: dt.datetime, message_id: str
+    ) -> bytes:
         from digest.mail.message import build_message, personal_links
 
         assert delivery.edition_id is not None
         edition = self.edition(delivery.edition_id)
-        rendered = self.variant(edition, subscriber)
-        message = build_message(
-            rendered, subscriber.email, personal_links(subscriber, edition), self.config
-        )
-        del message["Message-ID"]
-        message["Message-ID"] = message_id
-        return message
+        rendered, prepared = self.variant(edition, subscriber)
+        personal = personal_links(subscriber, edition)
+        if self.slow:
+            message = build_message(
+                rendered, subscriber.email, personal, self.config, now=now, message_id=message_id
+            )
+            return message.as_bytes(policy=WIRE)
+        return prepared.assemble(subscriber.email, personal, now, message_id)
