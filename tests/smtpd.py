@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections import Counter
@@ -44,6 +45,8 @@ class RecordingHandler:
     rcpt_policy: Policy | None = None
     data_policy: Policy | None = None
     connections: int = 0
+    # Seconds to wait before answering DATA: makes a run long enough to be interrupted.
+    delay: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_EHLO(

@@ -47,9 +47,7 @@ def subscriber(
     return row
 
 
-def edition(
-    day: dt.date = TODAY, categories: tuple[str, ...] = ("politics", "sport")
-) -> Edition:
+def edition(day: dt.date = TODAY, categories: tuple[str, ...] = ("politics", "sport")) -> Edition:
     """An edition whose snapshot has one item in each of ``categories``."""
     row = Edition(
         day=day,
