@@ -70,6 +70,8 @@ class RecordingHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         recipient = envelope.rcpt_tos[0]
         reply = self.data_policy(recipient) if self.data_policy else None
         if reply == "drop":
