@@ -91,8 +91,12 @@ class MessageFactory:
             self._editions[edition_id] = edition
         return edition
 
-    def variant(self, edition: Edition, subscriber: Subscriber) -> tuple[Any, PreparedVariant]:
-        """The rendered and pre-encoded variant for the subscriber's language and categories."""
+    def variant(self, edition: Edition, subscriber: Subscriber) -> Any:
+        """The rendered variant for the subscriber's language and categories (cached)."""
+        return self.prepared(edition, subscriber)[0]
+
+    def prepared(self, edition: Edition, subscriber: Subscriber) -> tuple[Any, PreparedVariant]:
+        """The rendered variant and its pre-encoded form, made once per run."""
         from digest.mail.delivery import edition_categories
         from digest.render import render_variant
 
@@ -114,7 +118,7 @@ class MessageFactory:
 
         assert delivery.edition_id is not None
         edition = self.edition(delivery.edition_id)
-        rendered, prepared = self.variant(edition, subscriber)
+        rendered, prepared = self.prepared(edition, subscriber)
         personal = personal_links(subscriber, edition)
         if self.slow:
             message = build_message(
