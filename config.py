@@ -91,6 +91,8 @@ class Config:
     # DKIM signing when both are set: the selector and the path to a PEM private key.
     DKIM_SELECTOR: str | None = None
     DKIM_KEY_FILE: str | None = None
+    # Signing domain (d=); unset means the domain of MAIL_FROM, which DMARC alignment wants.
+    DKIM_DOMAIN: str | None = None
     # Sign-up abuse limits (Flask-Limiter syntax); a stranger can trigger at most
     # CONFIRM_MAILS_PER_DAY mails to one address per day whatever the limits say.
     SIGNUP_RATE_LIMIT_PER_IP = "30 per hour;10 per minute"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import signal
 import time
+from pathlib import Path
 from types import FrameType
 from zoneinfo import ZoneInfo
 
@@ -64,6 +65,7 @@ def send_command(day: dt.datetime | None, limit: int | None) -> None:
     Safe to run again (or after a crash): nobody receives the same edition twice.
     """
     from digest.mail.delivery import SenderBusy, send_edition
+    from digest.mail.signing import SigningError
 
     when = day.date() if day else _today()
     now = _now()
@@ -84,7 +86,7 @@ def send_command(day: dt.datetime | None, limit: int | None) -> None:
         result = send_edition(
             db.session, transport, when, now, limit=limit, on_start=on_start, progress=on_progress
         )
-    except SenderBusy as error:
+    except (SenderBusy, SigningError) as error:
         raise click.ClickException(str(error)) from error
     except LookupError as error:
         raise click.ClickException(str(error)) from error
@@ -119,6 +121,7 @@ def send_command(day: dt.datetime | None, limit: int | None) -> None:
 def worker_command(once: bool, interval: float) -> None:
     """Deliver queued mail continuously (any number of workers on PostgreSQL, one on SQLite)."""
     from digest.mail.delivery import SenderBusy, deliver_pending
+    from digest.mail.signing import SigningError
 
     stop = _StopFlag()
     stop.install()
@@ -127,7 +130,7 @@ def worker_command(once: bool, interval: float) -> None:
         while not stop():
             try:
                 report = deliver_pending(db.session, transport, _now(), should_stop=stop)
-            except SenderBusy as error:
+            except (SenderBusy, SigningError) as error:
                 raise click.ClickException(str(error)) from error
             if report.handled or report.recovered:
                 click.echo(
@@ -149,4 +152,33 @@ def worker_command(once: bool, interval: float) -> None:
         transport.close()
 
 
-COMMANDS: list[click.Command] = [send_command, worker_command]
+@click.command("bounces")
+@click.argument("source", type=click.Path(path_type=Path))
+@with_appcontext
+def bounces_command(source: Path) -> None:
+    """Apply bounce reports from SOURCE: one message file, an mbox, a Maildir or a folder.
+
+    Permanent failures mark the delivery bounced and, after MAIL_BOUNCE_LIMIT of them,
+    suppress the subscriber; delays are noted. Reading the same reports again changes nothing.
+    """
+    from digest.mail.bounces import BounceSourceError, process_bounces
+
+    try:
+        report = process_bounces(
+            db.session, source, _now(), int(current_app.config.get("MAIL_BOUNCE_LIMIT", 2))
+        )
+    except BounceSourceError as error:
+        raise click.ClickException(str(error)) from error
+    except OSError as error:
+        raise click.ClickException(f"cannot read {source}: {error.strerror or error}") from error
+    click.echo(
+        f"{report.messages} messages: {report.hard} permanent failures "
+        f"({report.suppressed} subscribers suppressed), {report.soft} delays, "
+        f"{report.already_known} already known, {report.not_bounces} not bounces, "
+        f"{report.unreadable} unreadable."
+    )
+    if report.unmatched:
+        click.echo(f"No delivery found for: {', '.join(sorted(set(report.unmatched)))}", err=True)
+
+
+COMMANDS: list[click.Command] = [send_command, worker_command, bounces_command]

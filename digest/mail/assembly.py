@@ -13,18 +13,29 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from digest.mail.fast import PreparedVariant
-from digest.models import Delivery, Edition, Subscriber
+from digest.mail.signing import DkimSigner
+from digest.models import Edition, Subscriber
 
 # What goes on the wire: CRLF line ends, lines folded at 78, no 8-bit headers.
 WIRE = policy.SMTP
 
 
-def message_id_for(delivery: Delivery, domain: str) -> str:
+class LedgerRow(Protocol):
+    """What assembly reads from a delivery: a ``Delivery`` or the sender's plain ``Job``."""
+
+    id: int
+    kind: str
+    edition_id: int | None
+    created_at: dt.datetime | None
+    payload: dict[str, Any] | None
+
+
+def message_id_for(delivery: LedgerRow, domain: str) -> str:
     """A Message-ID stable across retries of one delivery, so receivers can drop a repeat."""
     stamp = int(delivery.created_at.timestamp()) if delivery.created_at else 0
     return f"<{delivery.kind}.{delivery.id}.{stamp}@{domain}>"
@@ -38,7 +49,7 @@ def recipient_header(subscriber: Subscriber) -> str:
 
 
 def build_transactional(
-    delivery: Delivery,
+    delivery: LedgerRow,
     subscriber: Subscriber,
     config: Mapping[str, Any],
     now: dt.datetime,
@@ -68,18 +79,23 @@ class MessageFactory:
         self.slow = slow
         self.config = config
         self.domain = str(config.get("MAIL_DOMAIN") or "localhost")
+        self.signer = DkimSigner.from_config(config)
         self._editions: dict[int, Edition] = {}
         self._variants: dict[tuple[int, str, tuple[str, ...]], tuple[Any, PreparedVariant]] = {}
 
     def assemble(
-        self, delivery: Delivery, subscriber: Subscriber, now: dt.datetime
+        self, delivery: LedgerRow, subscriber: Subscriber, now: dt.datetime
     ) -> tuple[str, bytes]:
         """Return (Message-ID, message bytes) for one delivery."""
         message_id = message_id_for(delivery, self.domain)
         if delivery.edition_id is None:
             message = build_transactional(delivery, subscriber, self.config, now, message_id)
-            return message_id, message.as_bytes(policy=WIRE)
-        return message_id, self._digest(delivery, subscriber, now, message_id)
+            data = message.as_bytes(policy=WIRE)
+        else:
+            data = self._digest(delivery, subscriber, now, message_id)
+        if self.signer is not None:
+            data = self.signer.sign(data)
+        return message_id, data
 
     def edition(self, edition_id: int) -> Edition:
         """The edition, loaded once per run."""
@@ -112,7 +128,7 @@ class MessageFactory:
         return cached
 
     def _digest(
-        self, delivery: Delivery, subscriber: Subscriber, now: dt.datetime, message_id: str
+        self, delivery: LedgerRow, subscriber: Subscriber, now: dt.datetime, message_id: str
     ) -> bytes:
         from digest.mail.message import build_message, personal_links
 

@@ -17,17 +17,19 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from digest.mail.assembly import MessageFactory
+from digest.mail.signing import SigningError
 from digest.mail.transports import PermanentFailure, TemporaryFailure, Transport
 from digest.mail.workers import SenderBusy, WorkerLease
 from digest.models import (
@@ -317,7 +319,8 @@ def deliver_pending(
         settings.hourly_limit,
         lambda: _sent_since(session, clock() - dt.timedelta(hours=1)),
     )
-    with WorkerLease(session) as lease:
+    errors = [status.consecutive_errors or 0]
+    with WorkerLease(session) as lease, _kept_after_commit(session):
         report.recovered = lease.recover_abandoned()
         remaining = limit
         while remaining is None or remaining > 0:
@@ -347,6 +350,7 @@ def deliver_pending(
                 report,
                 progress,
                 should_stop,
+                errors,
             )
             if remaining is not None:
                 remaining -= len(claimed)
@@ -354,7 +358,26 @@ def deliver_pending(
                 break
         # Anything still claimed (pause, stop request) goes back to the queue untouched.
         lease.release_claims()
+        status = sender_status(session)
+        if not status.paused and status.consecutive_errors != errors[0]:
+            status.consecutive_errors = errors[0]
+            session.commit()
     return report
+
+
+@contextmanager
+def _kept_after_commit(session: Session) -> Iterator[None]:
+    """Keep loaded objects (editions, the status row) usable across the per-message commits.
+
+    Expiring everything on each commit would reload the edition for every message.
+    """
+    target = session() if callable(session) else session  # scoped_session -> Session
+    previous = target.expire_on_commit
+    target.expire_on_commit = False
+    try:
+        yield
+    finally:
+        target.expire_on_commit = previous
 
 
 def _sent_since(session: Session, since: dt.datetime) -> int:
@@ -402,6 +425,35 @@ def _claim(session: Session, token: str, now: dt.datetime, size: int) -> list[in
     return ids
 
 
+@dataclass
+class Job:
+    """One claimed row, read as plain values (no ORM object to expire or flush per message)."""
+
+    id: int
+    kind: str
+    edition_id: int | None
+    created_at: dt.datetime | None
+    payload: dict[str, Any] | None
+    attempts: int
+
+
+_BATCH_COLUMNS = (
+    Delivery.id,
+    Delivery.kind,
+    Delivery.edition_id,
+    Delivery.created_at,
+    Delivery.payload,
+    Delivery.attempts,
+    Subscriber.id,
+    Subscriber.email,
+    Subscriber.name,
+    Subscriber.language,
+    Subscriber.categories,
+    Subscriber.status,
+    Subscriber.token_version,
+)
+
+
 def _send_batch(
     session: Session,
     transport: Transport,
@@ -414,110 +466,171 @@ def _send_batch(
     report: DeliveryReport,
     progress: Callable[[int], None] | None,
     should_stop: Callable[[], bool] | None,
+    errors: list[int],
 ) -> bool:
-    """Send one claimed batch; True when the run must stop (paused or asked to stop)."""
+    """Send one claimed batch; True when the run must stop (paused or asked to stop).
+
+    ``errors`` holds the count of consecutive errors across batches (one mutable cell).
+    """
     rows = session.execute(
-        select(Delivery, Subscriber)
+        select(*_BATCH_COLUMNS)
         .join(Subscriber, Delivery.subscriber_id == Subscriber.id)
         .where(Delivery.id.in_(ids))
         .order_by(Delivery.id)
     ).all()
-    status = sender_status(session)
     session.commit()
-    for delivery, subscriber in rows:
+    for row in rows:
         if should_stop is not None and should_stop():
             return True
-        outcome = _deliver_one(
-            session, transport, delivery, subscriber, settings, factory, pacer, clock, rng, report
+        job = Job(*row[:6])
+        # A transient reader (never added to the session) carries what the message needs.
+        reader = Subscriber(
+            id=row[6],
+            email=row[7],
+            name=row[8],
+            language=row[9],
+            categories=row[10],
+            status=row[11],
+            token_version=row[12],
+        )
+        outcome, detail = _deliver_one(
+            session, transport, job, reader, settings, factory, pacer, clock, rng, report
         )
         if progress is not None:
             progress(1)
         if outcome == "error":
-            status.consecutive_errors += 1
-            if settings.pause_after and status.consecutive_errors >= settings.pause_after:
+            errors[0] += 1
+            if settings.pause_after and errors[0] >= settings.pause_after:
+                status = sender_status(session)
+                status.consecutive_errors = errors[0]
                 status.paused = True
                 status.paused_at = clock()
-                status.reason = (
-                    f"paused after {status.consecutive_errors} consecutive errors; "
-                    f"last: {delivery.last_reply or delivery.last_error}"
-                )
+                status.reason = f"paused after {errors[0]} consecutive errors; last: {detail}"
                 report.paused = status.reason
                 session.commit()
                 return True
-            session.commit()
-        elif outcome == "ok" and status.consecutive_errors:
-            status.consecutive_errors = 0
-            session.commit()
+        elif outcome == "ok":
+            errors[0] = 0
     return False
+
+
+def _commit_outcome(session: Session, job_id: int, values: dict[str, Any]) -> None:
+    """Record one outcome in its own transaction (the crash-safety line, see module doc)."""
+    if session.get_bind().dialect.name == "postgresql":
+        # The commit must be visible to the next worker, not flushed to disk before we go on:
+        # a killed client cannot lose it (the server has it); only a database crash could,
+        # and then the message is sent again rather than lost.
+        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+    session.execute(
+        update(Delivery)
+        .where(Delivery.id == job_id)
+        .values(claimed_by=None, attempts=Delivery.attempts + 1, **values)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
 
 
 def _deliver_one(
     session: Session,
     transport: Transport,
-    delivery: Delivery,
-    subscriber: Subscriber,
+    job: Job,
+    reader: Subscriber,
     settings: _Settings,
     factory: MessageFactory,
     pacer: Pacer,
     clock: Clock,
     rng: random.Random,
     report: DeliveryReport,
-) -> str:
-    """Send one message and commit its outcome; returns "ok", "error" or "skip"."""
-    if subscriber.status not in (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING) or (
-        delivery.kind == "digest" and subscriber.status != SubscriberStatus.ACTIVE
-    ):
-        delivery.state = DeliveryState.CANCELLED
-        delivery.claimed_by = None
-        delivery.last_error = f"subscriber is {subscriber.status}"
+) -> tuple[str, str]:
+    """Send one message and commit its outcome; returns ("ok"|"error"|"skip", detail)."""
+    allowed = (
+        (SubscriberStatus.ACTIVE,)
+        if job.kind == "digest"
+        else (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING)
+    )
+    if reader.status not in allowed:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == job.id)
+            .values(
+                state=DeliveryState.CANCELLED,
+                claimed_by=None,
+                last_error=f"subscriber is {reader.status}",
+            )
+            .execution_options(synchronize_session=False)
+        )
         session.commit()
         report.cancelled += 1
-        return "skip"
+        return "skip", ""
     try:
-        message_id, message_bytes = factory.assemble(delivery, subscriber, clock())
+        message_id, message_bytes = factory.assemble(job, reader, clock())
+    except SigningError:
+        raise
     except Exception as error:
         # Any failure to build one message (a broken edition, a missing template) is recorded
         # on that row and retried later; it must not stop the other subscribers' mail.
-        _fail(delivery, f"cannot build the message: {error}", None, settings, clock, rng, report)
-        session.commit()
-        return "error"
+        detail = f"cannot build the message: {error}"
+        _fail(session, job, detail, None, settings, clock, rng, report)
+        return "error", detail
     pacer.wait()
     try:
         reply = transport.send(
             message_bytes,
-            envelope_sender(settings.return_path, settings.sender, delivery.id),
-            [subscriber.email],
+            envelope_sender(settings.return_path, settings.sender, job.id),
+            [reader.email],
         )
     except PermanentFailure as error:
-        delivery.attempts += 1
-        delivery.state = DeliveryState.BOUNCED
-        delivery.claimed_by = None
-        delivery.last_reply = error.reply
-        delivery.last_error = "rejected by the receiving server"
-        record_hard_bounce(subscriber, settings.bounce_limit, clock())
-        session.commit()
+        session.execute(
+            update(Subscriber)
+            .where(Subscriber.id == reader.id)
+            .values(bounce_count=func.coalesce(Subscriber.bounce_count, 0) + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if settings.bounce_limit:
+            session.execute(
+                update(Subscriber)
+                .where(
+                    Subscriber.id == reader.id,
+                    Subscriber.bounce_count >= settings.bounce_limit,
+                    Subscriber.status.in_([SubscriberStatus.ACTIVE, SubscriberStatus.PENDING]),
+                )
+                .values(status=SubscriberStatus.BOUNCED)
+                .execution_options(synchronize_session=False)
+            )
+        _commit_outcome(
+            session,
+            job.id,
+            {
+                "state": DeliveryState.BOUNCED,
+                "last_reply": error.reply,
+                "last_error": "rejected by the receiving server",
+            },
+        )
         report.bounced += 1
-        return "ok"
+        return "ok", error.reply
     except TemporaryFailure as error:
-        _fail(delivery, "temporary failure", error.reply, settings, clock, rng, report)
-        session.commit()
-        return "error"
-    delivery.attempts += 1
-    delivery.state = DeliveryState.SENT
-    delivery.claimed_by = None
-    delivery.sent_at = clock()
-    delivery.message_id = message_id
-    delivery.last_reply = reply
-    delivery.last_error = None
+        _fail(session, job, "temporary failure", error.reply, settings, clock, rng, report)
+        return "error", error.reply
     # This commit is the line between "sent" and "will be sent again after a crash".
-    session.commit()
+    _commit_outcome(
+        session,
+        job.id,
+        {
+            "state": DeliveryState.SENT,
+            "sent_at": clock(),
+            "message_id": message_id,
+            "last_reply": reply,
+            "last_error": None,
+        },
+    )
     pacer.count()
     report.sent += 1
-    return "ok"
+    return "ok", reply
 
 
 def _fail(
-    delivery: Delivery,
+    session: Session,
+    job: Job,
     error: str,
     reply: str | None,
     settings: _Settings,
@@ -525,21 +638,18 @@ def _fail(
     rng: random.Random,
     report: DeliveryReport,
 ) -> None:
-    delivery.attempts += 1
-    delivery.claimed_by = None
-    delivery.last_error = error
-    delivery.last_reply = reply
-    if delivery.attempts >= settings.max_attempts:
-        delivery.state = DeliveryState.BOUNCED
-        delivery.last_error = f"gave up after {delivery.attempts} attempts: {error}"
+    attempts = job.attempts + 1
+    values: dict[str, Any] = {"last_error": error, "last_reply": reply}
+    if attempts >= settings.max_attempts:
+        values["state"] = DeliveryState.BOUNCED
+        values["last_error"] = f"gave up after {attempts} attempts: {error}"
         report.bounced += 1
     else:
-        delivery.state = DeliveryState.FAILED
-        delivery.next_attempt_at = clock() + retry_delay(
-            delivery.attempts, settings.retry_seconds, rng
-        )
+        values["state"] = DeliveryState.FAILED
+        values["next_attempt_at"] = clock() + retry_delay(attempts, settings.retry_seconds, rng)
         report.retried += 1
-    report.errors.append(f"{delivery.id}: {reply or error}")
+    _commit_outcome(session, job.id, values)
+    report.errors.append(f"{job.id}: {reply or error}")
 
 
 def record_hard_bounce(subscriber: Subscriber, limit: int, now: dt.datetime) -> bool:

@@ -186,8 +186,8 @@ class PreparedVariant:
 
 
 def _list_header(name: str, value: str) -> bytes:
-    """URL headers: written on one line when short enough, else folded by the policy."""
+    """URL headers on one line: a URL cannot be folded, and RFC 5322 allows 998 octets."""
     line = f"{name}: {value}\r\n"
-    if len(line) <= 78 and line.isascii():
+    if len(line) <= 998 and line.isascii():
         return line.encode("ascii")
     return _header(name, value)

@@ -1,0 +1,109 @@
+"""Faults at a real SMTP server on loopback: every message ends sent or bounced, exactly once."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+from flask import Flask
+from sqlalchemy import select
+
+from digest.extensions import db
+from digest.mail.delivery import deliver_pending, pending_count, queue_edition
+from digest.mail.transports import get_transport
+from digest.models import Delivery, Subscriber
+from tests.smtpd import RecordingHandler, free_port, smtp_server
+from tests.test_delivery_assembly import NOW, day_with_articles
+
+READERS = 60
+
+
+def _readers() -> list[str]:
+    emails = [f"r{n:03d}@example.org" for n in range(READERS)]
+    db.session.add_all(Subscriber(email=e, status="active", language="fr") for e in emails)
+    db.session.commit()
+    return emails
+
+
+def _run_until_done(transport_url: str, start: dt.datetime, rounds: int = 12) -> dt.datetime:
+    """Deliver, jump past every retry time, deliver again, until nothing waits."""
+    now = start
+    transport = get_transport(transport_url)
+    try:
+        for _ in range(rounds):
+            deliver_pending(db.session, transport, now)
+            now += dt.timedelta(days=1)
+            if pending_count(db.session, now) == 0:
+                break
+    finally:
+        transport.close()
+    return now
+
+
+def _states() -> Counter[str]:
+    return Counter(db.session.scalars(select(Delivery.state)).all())
+
+
+def test_refusals_drops_and_rejections_end_sent_or_bounced_exactly_once(app: Flask) -> None:
+    app.config.update(MAIL_PAUSE_AFTER=0, MAIL_RETRY_SECONDS=1)
+    edition = day_with_articles()
+    emails = _readers()
+    queue_edition(db.session, edition, NOW)
+    rejected = set(emails[::10])  # every tenth address does not exist
+    tries: Counter[str] = Counter()
+
+    def on_data(rcpt: str) -> str | None:
+        tries[rcpt] += 1
+        n = int(rcpt[1:4])
+        if tries[rcpt] == 1 and n % 5 == 1:
+            return "451 4.3.0 try again later"
+        if tries[rcpt] == 1 and n % 5 == 2:
+            return "421 4.3.2 service shutting down"
+        if tries[rcpt] <= 2 and n % 5 == 3:
+            return "drop"
+        return None
+
+    handler = RecordingHandler(
+        rcpt_policy=lambda rcpt: "550 5.1.1 no such mailbox" if rcpt in rejected else None,
+        data_policy=on_data,
+    )
+    with smtp_server(handler) as (_, port):
+        _run_until_done(f"smtp://127.0.0.1:{port}?timeout=5", NOW)
+    received = handler.per_recipient()
+    assert received == {email: 1 for email in emails if email not in rejected}
+    assert _states() == {"sent": READERS - len(rejected), "bounced": len(rejected)}
+    assert handler.connections > 1, "the sender reconnected after 421 and drops"
+    for email in rejected:
+        person = db.session.scalar(select(Subscriber).where(Subscriber.email == email))
+        assert person is not None and person.bounce_count == 1
+
+
+def test_a_server_down_for_a_while_gets_everything_once_it_is_back(app: Flask) -> None:
+    app.config.update(MAIL_PAUSE_AFTER=0, MAIL_RETRY_SECONDS=60)
+    edition = day_with_articles()
+    emails = _readers()
+    queue_edition(db.session, edition, NOW)
+    port = free_port()
+    down = get_transport(f"smtp://127.0.0.1:{port}?timeout=2")
+    report = deliver_pending(db.session, down, NOW)
+    assert (report.sent, report.retried) == (0, READERS)
+    assert _states() == {"failed": READERS}
+    with smtp_server(port=port) as (handler, _):
+        # A minute later nothing is due yet (backoff), then everything goes.
+        assert deliver_pending(db.session, down, NOW + dt.timedelta(seconds=5)).sent == 0
+        _run_until_done(f"smtp://127.0.0.1:{port}", NOW + dt.timedelta(minutes=2))
+    assert handler.per_recipient() == {email: 1 for email in emails}
+    assert _states() == {"sent": READERS}
+
+
+def test_a_dead_relay_pauses_sending_with_the_reason(app: Flask) -> None:
+    app.config.update(MAIL_PAUSE_AFTER=5)
+    edition = day_with_articles()
+    _readers()
+    queue_edition(db.session, edition, NOW)
+    report = deliver_pending(
+        db.session, get_transport(f"smtp://127.0.0.1:{free_port()}?timeout=2"), NOW
+    )
+    assert report.paused is not None
+    assert "5 consecutive errors" in report.paused and "cannot connect" in report.paused
+    assert _states() == {"failed": 5, "queued": READERS - 5}
