@@ -47,6 +47,8 @@ class RecordingHandler:
     connections: int = 0
     # Seconds to wait before answering DATA: makes a run long enough to be interrupted.
     delay: float = 0.0
+    # Advertise PIPELINING (aiosmtpd reads pipelined commands in order but does not say so).
+    pipelining: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_EHLO(
@@ -55,6 +57,8 @@ class RecordingHandler:
         with self.lock:
             self.connections += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(

@@ -143,3 +143,31 @@ def test_smtp_server_down_is_a_temporary_failure() -> None:
     transport = get_transport(f"smtp://127.0.0.1:{free_port()}?timeout=2")
     with pytest.raises(TemporaryFailure, match="cannot connect"):
         transport.send(_message(), "d@digest.test", ["a@example.org"])
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_pipelined_and_plain_transactions_give_the_same_outcomes(pipelining: bool) -> None:
+    handler = RecordingHandler(
+        pipelining=pipelining,
+        rcpt_policy=lambda rcpt: {
+            "gone@example.org": "550 5.1.1 no such user",
+            "later@example.org": "450 4.2.1 try later",
+        }.get(rcpt),
+        data_policy=lambda rcpt: "554 5.7.1 spam" if rcpt == "spam@example.org" else None,
+    )
+    dotted = _message().replace(b"Bonjour", b"x") + b".\r\n.. deux points\r\n"
+    with smtp_server(handler) as (_, port):
+        transport = get_transport(f"smtp://127.0.0.1:{port}")
+        transport.send(dotted, "d@digest.test", ["ok@example.org"])
+        with pytest.raises(PermanentFailure, match="550"):
+            transport.send(_message(), "d@digest.test", ["gone@example.org"])
+        with pytest.raises(TemporaryFailure, match="450"):
+            transport.send(_message(), "d@digest.test", ["later@example.org"])
+        with pytest.raises(PermanentFailure, match="554"):
+            transport.send(_message(), "d@digest.test", ["spam@example.org"])
+        transport.send(_message(), "d@digest.test", ["again@example.org"])
+        transport.close()
+    assert handler.per_recipient() == {"ok@example.org": 1, "again@example.org": 1}
+    assert handler.connections == 1
+    # Dot-stuffing is undone by the server: the lines arrive as written.
+    assert handler.received[0].data.endswith(b"\r\n.\r\n.. deux points\r\n")

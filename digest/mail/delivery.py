@@ -15,6 +15,7 @@ can arrive twice is the one the server had accepted when the process died, befor
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from email.utils import parseaddr
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import and_, func, or_, select, text, update
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -320,7 +321,8 @@ def deliver_pending(
         lambda: _sent_since(session, clock() - dt.timedelta(hours=1)),
     )
     errors = [status.consecutive_errors or 0]
-    with WorkerLease(session) as lease, _kept_after_commit(session):
+    ledger = _Ledger(session)
+    with WorkerLease(session) as lease, _kept_after_commit(session), _closing(ledger):
         report.recovered = lease.recover_abandoned()
         remaining = limit
         while remaining is None or remaining > 0:
@@ -340,6 +342,7 @@ def deliver_pending(
                 break
             stopped = _send_batch(
                 session,
+                ledger,
                 transport,
                 claimed,
                 settings,
@@ -363,6 +366,14 @@ def deliver_pending(
             status.consecutive_errors = errors[0]
             session.commit()
     return report
+
+
+@contextmanager
+def _closing(ledger: _Ledger) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        ledger.close()
 
 
 @contextmanager
@@ -456,6 +467,7 @@ _BATCH_COLUMNS = (
 
 def _send_batch(
     session: Session,
+    ledger: _Ledger,
     transport: Transport,
     ids: list[int],
     settings: _Settings,
@@ -494,7 +506,7 @@ def _send_batch(
             token_version=row[12],
         )
         outcome, detail = _deliver_one(
-            session, transport, job, reader, settings, factory, pacer, clock, rng, report
+            ledger, transport, job, reader, settings, factory, pacer, clock, rng, report
         )
         if progress is not None:
             progress(1)
@@ -514,24 +526,78 @@ def _send_batch(
     return False
 
 
-def _commit_outcome(session: Session, job_id: int, values: dict[str, Any]) -> None:
-    """Record one outcome in its own transaction (the crash-safety line, see module doc)."""
-    if session.get_bind().dialect.name == "postgresql":
-        # The commit must be visible to the next worker, not flushed to disk before we go on:
-        # a killed client cannot lose it (the server has it); only a database crash could,
-        # and then the message is sent again rather than lost.
-        session.execute(text("SET LOCAL synchronous_commit TO OFF"))
-    session.execute(
-        update(Delivery)
-        .where(Delivery.id == job_id)
-        .values(claimed_by=None, attempts=Delivery.attempts + 1, **values)
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
+class _Ledger:
+    """Writes each message's outcome in its own commit: the crash-safety line (module doc).
+
+    On PostgreSQL outcomes go through a connection of their own in autocommit mode with
+    asynchronous commit: one round trip per message. The commit is visible to other workers
+    at once, and a killed sender cannot lose it (the server has it); only a crash of the
+    database server itself could, and then the message is sent again rather than lost.
+    Elsewhere (SQLite) the session's own connection is used.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._statements: dict[tuple[tuple[str, ...], bool], Any] = {}
+        self._compiled: dict[tuple[tuple[str, ...], bool], tuple[str, dict[str, Any]]] = {}
+        self._connection: Connection | None = None
+        if session.get_bind().dialect.name == "postgresql":
+            connection = session.get_bind().connect()  # type: ignore[union-attr]
+            self._connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            self._connection.execute(text("SET synchronous_commit TO OFF"))
+
+    def _statement(self, keys: tuple[str, ...], attempt: bool) -> Any:
+        statement = self._statements.get((keys, attempt))
+        if statement is None:
+            values: dict[str, Any] = {key: bindparam(f"v_{key}") for key in keys}
+            values["claimed_by"] = None
+            if attempt:
+                values["attempts"] = Delivery.attempts + 1
+            statement = update(Delivery).where(Delivery.id == bindparam("job_id")).values(values)
+            self._statements[(keys, attempt)] = statement
+        return statement
+
+    def outcome(self, job_id: int, values: dict[str, Any], *, attempt: bool = True) -> None:
+        """Record one delivery's new state (and count the attempt) in its own commit."""
+        keys = tuple(sorted(values))
+        parameters = {"job_id": job_id, **{f"v_{key}": values[key] for key in keys}}
+        statement = self._statement(keys, attempt)
+        if self._connection is not None:
+            # The SQL is compiled once per shape; per message only the driver runs.
+            compiled = self._compiled.get((keys, attempt))
+            if compiled is None:
+                done = statement.compile(dialect=self._connection.dialect)
+                compiled = (str(done), dict(done.params))
+                self._compiled[(keys, attempt)] = compiled
+            sql, defaults = compiled
+            defaults.update(
+                {k: (str(v) if isinstance(v, enum.Enum) else v) for k, v in parameters.items()}
+            )
+            self._connection.exec_driver_sql(sql, defaults)
+        else:
+            self.session.execute(
+                statement, parameters, execution_options={"synchronize_session": False}
+            )
+            self.session.commit()
+
+    def execute(self, statement: Any) -> None:
+        """Run one more statement (subscriber bookkeeping) and commit it."""
+        if self._connection is not None:
+            self._connection.execute(statement)
+        else:
+            self.session.execute(statement, execution_options={"synchronize_session": False})
+            self.session.commit()
+
+    def close(self) -> None:
+        """Give the connection back as it was."""
+        if self._connection is not None:
+            self._connection.execute(text("RESET synchronous_commit"))
+            self._connection.close()
+            self._connection = None
 
 
 def _deliver_one(
-    session: Session,
+    ledger: _Ledger,
     transport: Transport,
     job: Job,
     reader: Subscriber,
@@ -549,17 +615,11 @@ def _deliver_one(
         else (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING)
     )
     if reader.status not in allowed:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id == job.id)
-            .values(
-                state=DeliveryState.CANCELLED,
-                claimed_by=None,
-                last_error=f"subscriber is {reader.status}",
-            )
-            .execution_options(synchronize_session=False)
+        ledger.outcome(
+            job.id,
+            {"state": DeliveryState.CANCELLED, "last_error": f"subscriber is {reader.status}"},
+            attempt=False,
         )
-        session.commit()
         report.cancelled += 1
         return "skip", ""
     try:
@@ -570,7 +630,7 @@ def _deliver_one(
         # Any failure to build one message (a broken edition, a missing template) is recorded
         # on that row and retried later; it must not stop the other subscribers' mail.
         detail = f"cannot build the message: {error}"
-        _fail(session, job, detail, None, settings, clock, rng, report)
+        _fail(ledger, job, detail, None, settings, clock, rng, report)
         return "error", detail
     pacer.wait()
     try:
@@ -580,25 +640,7 @@ def _deliver_one(
             [reader.email],
         )
     except PermanentFailure as error:
-        session.execute(
-            update(Subscriber)
-            .where(Subscriber.id == reader.id)
-            .values(bounce_count=func.coalesce(Subscriber.bounce_count, 0) + 1)
-            .execution_options(synchronize_session=False)
-        )
-        if settings.bounce_limit:
-            session.execute(
-                update(Subscriber)
-                .where(
-                    Subscriber.id == reader.id,
-                    Subscriber.bounce_count >= settings.bounce_limit,
-                    Subscriber.status.in_([SubscriberStatus.ACTIVE, SubscriberStatus.PENDING]),
-                )
-                .values(status=SubscriberStatus.BOUNCED)
-                .execution_options(synchronize_session=False)
-            )
-        _commit_outcome(
-            session,
+        ledger.outcome(
             job.id,
             {
                 "state": DeliveryState.BOUNCED,
@@ -606,14 +648,29 @@ def _deliver_one(
                 "last_error": "rejected by the receiving server",
             },
         )
+        # After the delivery: a crash in between undercounts a bounce, never counts one twice.
+        ledger.execute(
+            update(Subscriber)
+            .where(Subscriber.id == reader.id)
+            .values(bounce_count=func.coalesce(Subscriber.bounce_count, 0) + 1)
+        )
+        if settings.bounce_limit:
+            ledger.execute(
+                update(Subscriber)
+                .where(
+                    Subscriber.id == reader.id,
+                    Subscriber.bounce_count >= settings.bounce_limit,
+                    Subscriber.status.in_([SubscriberStatus.ACTIVE, SubscriberStatus.PENDING]),
+                )
+                .values(status=SubscriberStatus.BOUNCED)
+            )
         report.bounced += 1
         return "ok", error.reply
     except TemporaryFailure as error:
-        _fail(session, job, "temporary failure", error.reply, settings, clock, rng, report)
+        _fail(ledger, job, "temporary failure", error.reply, settings, clock, rng, report)
         return "error", error.reply
     # This commit is the line between "sent" and "will be sent again after a crash".
-    _commit_outcome(
-        session,
+    ledger.outcome(
         job.id,
         {
             "state": DeliveryState.SENT,
@@ -629,7 +686,7 @@ def _deliver_one(
 
 
 def _fail(
-    session: Session,
+    ledger: _Ledger,
     job: Job,
     error: str,
     reply: str | None,
@@ -648,7 +705,7 @@ def _fail(
         values["state"] = DeliveryState.FAILED
         values["next_attempt_at"] = clock() + retry_delay(attempts, settings.retry_seconds, rng)
         report.retried += 1
-    _commit_outcome(session, job.id, values)
+    ledger.outcome(job.id, values)
     report.errors.append(f"{job.id}: {reply or error}")
 
 

@@ -141,6 +141,8 @@ class SMTPSettings:
         # Tests against a loopback server with a self-signed certificate set verify=0.
         self.verify: bool = (query.get("verify") or ["1"])[0] not in ("0", "false", "no")
         self.local_hostname: str | None = (query.get("helo") or [None])[0]
+        # pipelining=0 falls back to one command per round trip for servers that mishandle it.
+        self.pipelining: bool = (query.get("pipelining") or ["1"])[0] not in ("0", "false", "no")
 
 
 class SMTPTransport:
@@ -166,7 +168,7 @@ class SMTPTransport:
 
     def _connect(self) -> smtplib.SMTP:
         s = self.settings
-        connection: smtplib.SMTP
+        connection: smtplib.SMTP | None = None
         try:
             if s.tls == "ssl":
                 connection = smtplib.SMTP_SSL(
@@ -186,13 +188,16 @@ class SMTPTransport:
                 connection.ehlo()
             if s.username:
                 connection.login(s.username, s.password or "")
-        except smtplib.SMTPAuthenticationError as error:
-            raise TemporaryFailure(_reply(error.smtp_code, error.smtp_error), 454) from error
-        except smtplib.SMTPResponseException as error:
-            raise TemporaryFailure(
-                _reply(error.smtp_code, error.smtp_error), error.smtp_code
-            ) from error
         except (smtplib.SMTPException, OSError) as error:
+            # A half-opened connection (refused login, failed handshake) must not leak.
+            if connection is not None:
+                _quietly_close(connection)
+            if isinstance(error, smtplib.SMTPResponseException):
+                raise TemporaryFailure(
+                    f"cannot connect to {s.host}:{s.port}: "
+                    + _reply(error.smtp_code, error.smtp_error),
+                    error.smtp_code,
+                ) from error
             raise TemporaryFailure(f"cannot connect to {s.host}:{s.port}: {error}") from error
         self.connections_opened += 1
         return connection
@@ -229,6 +234,13 @@ class SMTPTransport:
         sender: str,
         recipients: Sequence[str],
     ) -> str:
+        if (
+            self.settings.pipelining
+            and connection.has_extn("pipelining")
+            and sender.isascii()
+            and all(r.isascii() for r in recipients)
+        ):
+            return self._pipelined(connection, message_bytes, sender, recipients)
         try:
             refused = connection.sendmail(sender, list(recipients), message_bytes)
         except smtplib.SMTPRecipientsRefused as error:
@@ -252,6 +264,57 @@ class SMTPTransport:
             raise kind(_reply(code, text), code)
         return "250 accepted"
 
+    def _pipelined(
+        self,
+        connection: smtplib.SMTP,
+        message_bytes: bytes,
+        sender: str,
+        recipients: Sequence[str],
+    ) -> str:
+        """One transaction in two round trips (RFC 2920): MAIL, RCPT and DATA in one write.
+
+        smtplib waits for each reply in turn, which costs two more round trips per message
+        than a server offering PIPELINING needs.
+        """
+        size = f" SIZE={len(message_bytes)}" if connection.has_extn("size") else ""
+        commands = (
+            f"MAIL FROM:<{sender}>{size}\r\n"
+            + "".join(f"RCPT TO:<{r}>\r\n" for r in recipients)
+            + "DATA\r\n"
+        )
+        try:
+            connection.send(commands)
+            mail = connection.getreply()
+            rcpts = [connection.getreply() for _ in recipients]
+            data = connection.getreply()
+            if data[0] == 354:
+                if mail[0] != 250 or not any(code in (250, 251) for code, _ in rcpts):
+                    # A server that starts DATA with nobody to deliver to: send nothing.
+                    connection.send(b".\r\n")
+                    connection.getreply()
+                else:
+                    body = _dot_stuffed(message_bytes)
+                    if not body.endswith(b"\r\n"):
+                        body += b"\r\n"
+                    connection.send(body + b".\r\n")
+                    data = connection.getreply()
+        except (TimeoutError, smtplib.SMTPException, OSError) as error:
+            raise TemporaryFailure(f"connection lost: {error}") from error
+        failures = [
+            (code, text) for code, text in [mail, *rcpts, data] if code not in (250, 251, 354)
+        ]
+        if mail[0] == 250 and data[0] == 250 and not failures:
+            return _reply(*data)
+        # The first real refusal says why (later ones are often "503 no valid recipients").
+        code, text = next(
+            ((c, t) for c, t in [mail, *rcpts] if c not in (250, 251)),
+            failures[0] if failures else data,
+        )
+        if code != 421:
+            _reset(connection)
+        kind = PermanentFailure if code >= 500 else TemporaryFailure
+        raise kind(_reply(code, text), code)
+
     def close(self) -> None:
         """QUIT every idle connection."""
         while True:
@@ -263,6 +326,13 @@ class SMTPTransport:
                 connection.quit()
             except (smtplib.SMTPException, OSError):
                 _quietly_close(connection)
+
+
+def _dot_stuffed(data: bytes) -> bytes:
+    """Double a "." that starts a line (RFC 5321 4.5.2); bytes.replace, not a regex: it is
+    on the path of every message and a 70 KB digest makes the difference measurable."""
+    data = data.replace(b"\n.", b"\n..")
+    return b"." + data if data.startswith(b".") else data
 
 
 def _reply(code: int, text: bytes | str) -> str:
