@@ -14,6 +14,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -156,3 +157,30 @@ def test_several_workers_on_postgresql_share_the_queue_exactly_once(app: Flask) 
     assert handler.per_recipient() == {email: 1 for email in emails}
     busy = [out for out, _ in outputs if "sent" in out]
     assert len(busy) >= 2, "the work was shared between workers"
+
+
+def test_two_schedulers_queueing_at_once_create_each_delivery_once(app: Flask) -> None:
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("concurrent schedulers share a database only on PostgreSQL")
+    _prepare(400)
+    edition = db.session.scalar(select(Edition))
+    assert edition is not None
+    edition_id, when = edition.id, edition.created_at
+    db.session.commit()
+    barrier = threading.Barrier(2)
+    added: list[int] = []
+
+    def scheduler() -> None:
+        with app.app_context():
+            mine = db.session.get(Edition, edition_id)
+            barrier.wait()
+            added.append(queue_edition(db.session, mine, when))
+            db.session.remove()
+
+    threads = [threading.Thread(target=scheduler) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(added)[-1] + sorted(added)[0] == 400
+    assert db.session.scalar(select(func.count(Delivery.id))) == 400
