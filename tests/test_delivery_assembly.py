@@ -51,6 +51,7 @@ TITLES = [
 
 READERS = [
     ("plain@example.org", None, "fr", ["politics", "economy", "sport", "health", "other"]),
+    ("jr@example.org", "Jr. Smith", "en", ["politics", "sport"]),
     ("nadia+digest@example.org", "Nadia Benali", "fr", ["health", "sport"]),
     ("zoe@example.org", "Zoë « Ça-va » Müller", "en", ["economy"]),
     ("quote@example.org", 'Evil" <x@y.z>, "Bcc', "es", ["politics"]),
@@ -64,6 +65,14 @@ def parse(data: bytes) -> EmailMessage:
     message = BytesParser(policy=policy.default).parsebytes(data)
     assert isinstance(message, EmailMessage)
     return message
+
+
+def raw_header(data: bytes, name: bytes) -> bytes:
+    """One header as it is on the wire, folded lines included."""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    match = re.search(rb"^" + name + rb":.*(?:\r\n[ \t].*)*", head, re.MULTILINE)
+    assert match is not None, name
+    return match.group(0)
 
 
 def assert_same_message(fast: bytes, slow: bytes) -> None:
@@ -80,6 +89,9 @@ def assert_same_message(fast: bytes, slow: bytes) -> None:
         assert part_a.get_content_charset() == part_b.get_content_charset() == "utf-8"
         assert not part_a.defects
         assert part_a.get_content() == part_b.get_content()
+    # Headers a reader's client displays are byte for byte what EmailMessage writes.
+    for name in (b"From", b"To", b"Subject"):
+        assert raw_header(fast, name) == raw_header(slow, name), name
     for line in fast.split(b"\r\n"):
         assert len(line) <= 998
     assert b"\n" not in fast.replace(b"\r\n", b"")

@@ -186,9 +186,18 @@ def sender_status(session: Session) -> SenderStatus:
     """The pause switch row, created on first use."""
     status = session.get(SenderStatus, 1)
     if status is None:
-        status = SenderStatus(id=1, paused=False, consecutive_errors=0)
-        session.add(status)
-        session.flush()
+        # Several workers may start at once on an empty table: the first insert wins and
+        # the others find its row, instead of failing on the primary key.
+        insert = (
+            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        )
+        session.execute(
+            insert(SenderStatus)
+            .values(id=1, paused=False, consecutive_errors=0)
+            .on_conflict_do_nothing(index_elements=["id"])
+        )
+        status = session.get(SenderStatus, 1)
+        assert status is not None
     return status
 
 
@@ -295,12 +304,14 @@ def deliver_pending(
     progress: Callable[[int], None] | None = None,
     rng: random.Random | None = None,
     should_stop: Callable[[], bool] | None = None,
+    wait_for_sender: float = 0.0,
 ) -> DeliveryReport:
     """Send what is due, in claimed batches, recording each outcome as it happens.
 
     ``now`` is when the run starts; ``clock`` (default: ``now`` plus elapsed monotonic time)
     stamps outcomes in long runs. ``progress`` is called with the number of messages handled.
-    Raises ``SenderBusy`` on SQLite when another sender holds the database.
+    Raises ``SenderBusy`` on SQLite when another sender still holds the database after
+    ``wait_for_sender`` seconds.
     """
     config = current_app.config
     settings = _Settings.from_config(config)
@@ -322,7 +333,11 @@ def deliver_pending(
     )
     errors = [status.consecutive_errors or 0]
     ledger = _Ledger(session)
-    with WorkerLease(session) as lease, _kept_after_commit(session), _closing(ledger):
+    with (
+        WorkerLease(session, wait=wait_for_sender) as lease,
+        _kept_after_commit(session),
+        _closing(ledger),
+    ):
         report.recovered = lease.recover_abandoned()
         remaining = limit
         while remaining is None or remaining > 0:
@@ -767,7 +782,10 @@ def send_edition(
     if on_start is not None:
         due = pending_count(session, now)
         on_start(due if limit is None else min(due, limit))
-    report = deliver_pending(session, transport, now, limit, progress=progress)
+    # On SQLite a one-off send waits for a running sender (serve's poll) rather than failing.
+    report = deliver_pending(
+        session, transport, now, limit, progress=progress, wait_for_sender=60.0
+    )
     remaining = (
         session.scalar(
             select(func.count(Delivery.id)).where(

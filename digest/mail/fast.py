@@ -30,7 +30,7 @@ SOFT_BREAK = b"=\r\n"
 _SLOT = re.compile(r"\{\{ digest_slot:([a-z_]+) \}\}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # Display names made only of these need no quoting or encoding in a header.
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 .'-]*")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 '-]*")
 _WIRE = policy.SMTP
 
 
