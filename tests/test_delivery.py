@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import threading
 
 import pytest
 from flask import Flask
 from sqlalchemy import select, text
-from sqlalchemy.orm import Session
 
 from digest.extensions import db
 from digest.mail.delivery import (
@@ -279,24 +277,3 @@ def test_pacer_spaces_messages_at_the_configured_rate() -> None:
         pacer.wait()
     assert clock[0] == pytest.approx(101.0)
     assert slept == pytest.approx([0.25] * 4)
-
-
-def test_on_sqlite_a_second_sender_waits_for_the_first_or_is_refused(app: Flask) -> None:
-    if db.engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL runs any number of senders")
-    from digest.mail.workers import SenderBusy, WorkerLease
-
-    confirmation("waiting@example.org")
-    transport = get_transport("memory://")
-    other = Session(db.engine)
-    lease = WorkerLease(other).__enter__()
-    try:
-        with pytest.raises(SenderBusy, match="one sender at a time"):
-            deliver_pending(db.session, transport, NOW)
-        release = threading.Timer(0.5, lambda: lease.__exit__(None, None, None))
-        release.start()
-        report = deliver_pending(db.session, transport, NOW, wait_for_sender=10)
-        release.join()
-    finally:
-        other.close()
-    assert report.sent == 1

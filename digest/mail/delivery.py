@@ -304,14 +304,12 @@ def deliver_pending(
     progress: Callable[[int], None] | None = None,
     rng: random.Random | None = None,
     should_stop: Callable[[], bool] | None = None,
-    wait_for_sender: float = 0.0,
 ) -> DeliveryReport:
     """Send what is due, in claimed batches, recording each outcome as it happens.
 
     ``now`` is when the run starts; ``clock`` (default: ``now`` plus elapsed monotonic time)
     stamps outcomes in long runs. ``progress`` is called with the number of messages handled.
-    Raises ``SenderBusy`` on SQLite when another sender still holds the database after
-    ``wait_for_sender`` seconds.
+    Raises ``SenderBusy`` on SQLite when another sender holds the database.
     """
     config = current_app.config
     settings = _Settings.from_config(config)
@@ -782,10 +780,7 @@ def send_edition(
     if on_start is not None:
         due = pending_count(session, now)
         on_start(due if limit is None else min(due, limit))
-    # On SQLite a one-off send waits for a running sender (serve's poll) rather than failing.
-    report = deliver_pending(
-        session, transport, now, limit, progress=progress, wait_for_sender=60.0
-    )
+    report = deliver_pending(session, transport, now, limit, progress=progress)
     remaining = (
         session.scalar(
             select(func.count(Delivery.id)).where(

@@ -28,6 +28,24 @@ from digest.models import Delivery, DeliveryState
 LOCK_NAMESPACE = 0x6D6C  # "ml"
 
 
+# `digest serve` polls the queue every few seconds, holding the lock for a moment each time:
+# a `digest send` typed meanwhile waits that moment out instead of being refused.
+SQLITE_LOCK_WAIT_SECONDS = 10.0
+
+
+def _flock_within(handle: IO[bytes], seconds: float) -> None:
+    """Take an exclusive flock on ``handle``, retrying for ``seconds``; BlockingIOError after."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.1)
+
+
 class SenderBusy(RuntimeError):
     """Another sender is already running on this SQLite database."""
 
@@ -35,10 +53,8 @@ class SenderBusy(RuntimeError):
 class WorkerLease:
     """Held for the whole run of one sender; its ``token`` marks the rows it claims."""
 
-    def __init__(self, session: Session, wait: float = 0.0) -> None:
+    def __init__(self, session: Session) -> None:
         self.session = session
-        # SQLite: seconds to wait for another sender (say serve's short delivery poll) to finish.
-        self.wait = wait
         engine = session.get_bind()
         self.dialect = engine.dialect.name
         self._connection: Connection | None = None
@@ -61,20 +77,14 @@ class WorkerLease:
         else:
             path = _lock_path(str(self._engine.url.database or "digest"))  # type: ignore[union-attr]
             handle = path.open("ab")
-            deadline = time.monotonic() + self.wait
-            while True:
-                try:
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError as error:
-                    if time.monotonic() < deadline:
-                        time.sleep(0.1)
-                        continue
-                    handle.close()
-                    raise SenderBusy(
-                        "another sender is running on this SQLite database; SQLite supports "
-                        "one sender at a time (use PostgreSQL for several workers)"
-                    ) from error
+            try:
+                _flock_within(handle, SQLITE_LOCK_WAIT_SECONDS)
+            except BlockingIOError as error:
+                handle.close()
+                raise SenderBusy(
+                    "another sender is running on this SQLite database; SQLite supports one "
+                    "sender at a time (use PostgreSQL for several workers)"
+                ) from error
             self._lockfile = handle
         return self
 
