@@ -332,7 +332,7 @@ def deliver_pending(
     errors = [status.consecutive_errors or 0]
     ledger = _Ledger(session)
     with (
-        WorkerLease(session, wait=wait_for_sender) as lease,
+        WorkerLease(session) as lease,
         _kept_after_commit(session),
         _closing(ledger),
     ):
