@@ -33,6 +33,7 @@ DAY = dt.date(2026, 11, 28)
 NOW = dt.datetime(2026, 11, 28, 6, 0, tzinfo=dt.UTC)
 DEFAULT_N = 20_000
 NAIVE_SAMPLE = 150
+BENCH_SCHEMA = "digest_bench"
 
 
 def _free_port() -> int:
@@ -83,11 +84,17 @@ class Sink:
 
 
 def _database_url(tmp: Path) -> str:
-    return (
-        os.environ.get("BENCH_DATABASE_URL")
-        or os.environ.get("DIGEST_TEST_DATABASE_URL")
-        or f"sqlite:///{tmp / 'bench.db'}"
-    )
+    """PostgreSQL when configured, in a schema of its own so a test run beside it is safe."""
+    url = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("DIGEST_TEST_DATABASE_URL")
+    if not url:
+        return f"sqlite:///{tmp / 'bench.db'}"
+    import psycopg
+
+    plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(plain, autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {BENCH_SCHEMA}")
+    joiner = "&" if "?" in url else "?"
+    return f"{url}{joiner}options=-csearch_path%3D{BENCH_SCHEMA}"
 
 
 def _app(database_url: str, tmp: Path, mail_url: str = "memory://") -> Any:
