@@ -124,7 +124,7 @@ def queue_edition(session: Session, edition: Edition, now: dt.datetime) -> int:
     with ON CONFLICT DO NOTHING means a second run, or a second scheduler, adds nothing.
     """
     present = set(edition_categories(edition))
-    rows = session.execute(
+    candidates = session.execute(
         select(Subscriber.id, Subscriber.categories, Subscriber.paused_until)
         .where(Subscriber.status == SubscriberStatus.ACTIVE)
         .where(
@@ -133,38 +133,41 @@ def queue_edition(session: Session, edition: Edition, now: dt.datetime) -> int:
             .exists()
         )
         .order_by(Subscriber.id)
-    ).all()
-    wanted = [
-        subscriber_id
-        for subscriber_id, categories, paused_until in rows
-        if (not present or present & set(categories or ()))
-        and (paused_until is None or paused_until < edition.day)
-    ]
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    added = 0
-    for start in range(0, len(wanted), 5000):
-        chunk = wanted[start : start + 5000]
-        statement = (
-            insert(Delivery)
-            .values(
-                [
-                    {
-                        "kind": "digest",
-                        "edition_id": edition.id,
-                        "subscriber_id": subscriber_id,
-                        "state": DeliveryState.QUEUED,
-                        "attempts": 0,
-                        "created_at": now,
-                        "next_attempt_at": now,
-                    }
-                    for subscriber_id in chunk
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
-            .returning(Delivery.id)
+        # Streamed in slices: 100,000 readers' preferences are never all in memory at once.
+        .execution_options(yield_per=5000)
+    )
+    wanted: list[int] = []
+    for part in candidates.partitions():
+        wanted.extend(
+            subscriber_id
+            for subscriber_id, categories, paused_until in part
+            if (not present or present & set(categories or ()))
+            and (paused_until is None or paused_until < edition.day)
         )
-        # RETURNING counts what was really inserted (rows skipped on conflict return nothing).
-        added += len(session.execute(statement).all())
+    candidates.close()
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    # One small statement run for many rows (not one giant VALUES list per chunk, whose
+    # compiled form would sit in the statement cache); RETURNING counts real inserts.
+    statement = (
+        insert(Delivery)
+        .on_conflict_do_nothing(index_elements=["edition_id", "subscriber_id"])
+        .returning(Delivery.id)
+    )
+    added = 0
+    for start in range(0, len(wanted), 1000):
+        rows = [
+            {
+                "kind": "digest",
+                "edition_id": edition.id,
+                "subscriber_id": subscriber_id,
+                "state": DeliveryState.QUEUED,
+                "attempts": 0,
+                "created_at": now,
+                "next_attempt_at": now,
+            }
+            for subscriber_id in wanted[start : start + 1000]
+        ]
+        added += len(session.execute(statement, rows).all())
     session.commit()
     return added
 
