@@ -4,7 +4,9 @@
 #   one `digest scheduler`, all under honcho. Ctrl+C stops everything.
 # Settings go to instance/prod-demo.env (created once, with a fresh secret key); edit it to
 # point at a real SMTP server. Overridable: PORT (8000), DEMO_DATABASE (digest_demo),
-# DEMO_REDIS_DB (8), WORKERS (2).
+# DEMO_REDIS_DB (8), WORKERS (2). PostgreSQL is reached on 127.0.0.1:5432 as PGUSER
+# (postgres), with PGPASSWORD when that role needs one; the role must be allowed to create
+# databases.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,9 +15,15 @@ PORT="${PORT:-8000}"
 DATABASE="${DEMO_DATABASE:-digest_demo}"
 REDIS_DB="${DEMO_REDIS_DB:-8}"
 WORKERS="${WORKERS:-2}"
+PGUSER="${PGUSER:-postgres}"
+export PGUSER
 ENV_FILE="${DEMO_ENV_FILE:-instance/prod-demo.env}"
 
 say() { printf '\033[1m%s\033[0m\n' "$*" >&2; }
+
+for tool in pg_isready psql createdb redis-cli; do
+  command -v "$tool" >/dev/null || { echo "prod-demo needs $tool: install PostgreSQL and Redis (apt-get install postgresql redis-server)" >&2; exit 2; }
+done
 
 case "$DATABASE" in
   *[!a-z0-9_]*|"") echo "DEMO_DATABASE must be lower-case letters, digits and _" >&2; exit 2 ;;
@@ -30,9 +38,9 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   say "starting Redis"
   redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no
 fi
-if [ "$(psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DATABASE'")" != "1" ]; then
+if [ "$(psql -h 127.0.0.1 -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DATABASE'")" != "1" ]; then
   say "creating database $DATABASE"
-  createdb -h 127.0.0.1 -U postgres "$DATABASE"
+  createdb -h 127.0.0.1 "$DATABASE"
 fi
 
 mkdir -p "$(dirname "$ENV_FILE")"
@@ -44,7 +52,7 @@ if [ ! -f "$ENV_FILE" ]; then
   cat > "$ENV_FILE" <<SETTINGS
 DIGEST_ENV=production
 DIGEST_SECRET_KEY=$("$BIN/python" -c 'import secrets; print(secrets.token_hex(32))')
-DIGEST_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/$DATABASE
+DIGEST_DATABASE_URL=postgresql://$PGUSER@127.0.0.1:5432/$DATABASE
 DIGEST_RATELIMIT_STORAGE_URL=redis://127.0.0.1:6379/$REDIS_DB
 DIGEST_PUBLIC_URL=http://127.0.0.1:$PORT
 DIGEST_MAIL_URL=file://$HERE/prod-demo-outbox
