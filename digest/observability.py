@@ -234,6 +234,8 @@ def configure_logging(app: Flask, stream: IO[str] | None = None) -> logging.Hand
     root.setLevel(level)
     # APScheduler logs every run of the minute heartbeat at INFO; keep it for DEBUG only.
     logging.getLogger("apscheduler").setLevel(level if level == "DEBUG" else "WARNING")
+    # The development server's access lines repeat ours, without the request id.
+    logging.getLogger("werkzeug").setLevel("WARNING")
     # Flask's app.logger would write a second, unformatted copy of each line.
     app.logger.handlers.clear()
     app.logger.propagate = True
@@ -281,6 +283,7 @@ class EditionLine:
     day: dt.date
     status: str
     sent_at: dt.datetime | None
+    updated_at: dt.datetime | None = None
     deliveries: dict[str, int] = field(default_factory=dict)
 
 
@@ -378,6 +381,7 @@ def collect_status(session: Session, now: dt.datetime, recent: int = 5) -> Statu
             edition.day,
             edition.status,
             as_utc(edition.sent_at) if edition.sent_at else None,
+            as_utc(edition.updated_at) if edition.updated_at else None,
         )
         for edition in edition_rows
     ]

@@ -168,6 +168,8 @@ def test_status_summarizes_editions_queue_runs_and_errors(
     assert "retry-after" not in out  # one line per error
     assert "8 attempts): 451 4.7.1 greylisted" in out
     assert "s ago)" in out  # the heartbeat, 40-odd seconds old
+    assert "edition last built: 20" in out
+    assert "last finished sending: never" in out
 
 
 def test_status_as_json(app: Flask, runner: FlaskCliRunner) -> None:

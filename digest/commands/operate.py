@@ -70,6 +70,12 @@ def format_status(report: StatusReport) -> str:
     ]
     scheduler = report.heartbeats.get(SCHEDULER_HEARTBEAT)
     lines.append(f"  scheduler heartbeat: {_when(scheduler, now)}")
+    built = [e.updated_at for e in report.recent_editions if e.updated_at]
+    sent = [e.sent_at for e in report.recent_editions if e.sent_at]
+    lines.append(
+        f"  edition last built: {_when(max(built) if built else None, now)}; "
+        f"last finished sending: {_when(max(sent) if sent else None, now)}"
+    )
     for name, moment in sorted(report.heartbeats.items()):
         if name != SCHEDULER_HEARTBEAT:
             lines.append(f"  {name} heartbeat: {_when(moment, now)}")
