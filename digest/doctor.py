@@ -165,7 +165,24 @@ def check_dkim(config: Mapping[str, Any], production: bool) -> Finding:
             f"DKIM key {path} is readable by other users",
             f"chmod 600 {path}",
         )
+    failure = _try_signing(config)
+    if failure:
+        return Finding(ERROR, "dkim", failure, f"generate a new key with: {DKIM_KEYGEN}")
     return Finding(OK, "dkim", f"signing with selector {selector!r}, key {path}")
+
+
+def _try_signing(config: Mapping[str, Any]) -> str | None:
+    """Why the delivery layer's DKIM signer refuses this configuration, or None."""
+    try:
+        from digest.mail.signing import DkimSigner, SigningError
+    except ImportError:
+        # Without the signer (dkimpy) installed, the file checks above are all we can do.
+        return None
+    try:
+        DkimSigner.from_config(config)
+    except SigningError as error:
+        return str(error)
+    return None
 
 
 def check_mail_url(url: str, production: bool) -> Finding:

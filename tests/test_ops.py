@@ -411,3 +411,14 @@ def test_doctor_reports_an_unmigrated_database(app: Flask, runner: FlaskCliRunne
     assert result.exit_code == 1
     assert "FAIL  migrations" in result.output
     assert "digest init" in result.output
+
+
+def test_doctor_catches_a_dkim_key_that_only_looks_right(tmp_path: Path) -> None:
+    pytest.importorskip("digest.mail.signing", reason="the DKIM signer is not installed")
+    key = tmp_path / "dkim.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n")
+    key.chmod(0o600)
+    app = _production(tmp_path, DKIM_SELECTOR="s1", DKIM_KEY_FILE=str(key))
+    result = app.test_cli_runner().invoke(args=["doctor", "--skip-database"])
+    assert result.exit_code == 1
+    assert "FAIL  dkim" in result.output
