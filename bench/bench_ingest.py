@@ -60,12 +60,19 @@ def make_feed(count: int) -> bytes:
     return "\n".join(parts).encode("utf-8")
 
 
-def _ingest_seconds(database_url: str, feed: Path, instance: Path) -> tuple[float, int]:
+def _ingest_seconds(database_url: str, feed: Path, instance: Path) -> tuple[float, int, float]:
+    from digest import create_app
     from digest.extensions import db
     from digest.ingest import ingest_locations
-    from tests.conftest import make_test_app
 
-    app = make_test_app(database_url, instance)
+    app = create_app(
+        {
+            "ENV_NAME": "testing",
+            "INSTANCE_PATH": str(instance),
+            "DATABASE_URL": database_url,
+            "SECRET_KEY": "bench",
+        }
+    )
     with app.app_context():
         db.drop_all()
         db.create_all()
@@ -75,7 +82,12 @@ def _ingest_seconds(database_url: str, feed: Path, instance: Path) -> tuple[floa
             seconds = time.perf_counter() - start
             if not report.ok:
                 raise RuntimeError(f"ingest failed: {report.failed[0].error}")
-            return seconds, report.added
+            start = time.perf_counter()
+            again = ingest_locations(db.session(), [str(feed)], NOW)
+            repeat = time.perf_counter() - start
+            if again.added:
+                raise RuntimeError("a second ingest of the same feed added articles")
+            return seconds, report.added, repeat
         finally:
             db.session.remove()
             db.drop_all()
@@ -107,10 +119,14 @@ def run() -> list[str]:
         for name, url in databases.items():
             instance = Path(folder) / f"instance-{name}"
             instance.mkdir()
-            seconds, added = _ingest_seconds(url, feed, instance)
+            seconds, added, repeat = _ingest_seconds(url, feed, instance)
             lines.append(
                 f"ingest on {name}: {seconds:.2f}s = {added / seconds:,.0f} items/s, "
                 f"ratio to feedparser {ceiling / seconds:.2f} ({seconds / ceiling:.1f}x its time)"
+            )
+            lines.append(
+                f"  same file again on {name} (all seen, none added): {repeat:.2f}s = "
+                f"{ITEMS / repeat:,.0f} items/s, ratio to feedparser {ceiling / repeat:.2f}"
             )
         if not postgres:
             lines.append("postgresql: skipped (set DIGEST_BENCH_DATABASE_URL)")
