@@ -242,3 +242,13 @@ def test_a_configured_directory_reports_its_files(app: Flask, tmp_path: Path) ->
     configured = db.session.scalars(select(Source).where(Source.enabled)).one()
     assert (configured.status, configured.last_error) == ("ok", None)
     assert count_articles() == 7
+
+
+def test_a_file_over_the_size_cap_fails_alone(app: Flask, tmp_path: Path) -> None:
+    app.config["INGEST_MAX_BYTES"] = 4096
+    small = tmp_path / "small.txt"
+    small.write_text("Un titre   Un autre titre\n", encoding="utf-8")
+    report = ingest_locations(db.session, [str(SEED_FILE), str(small)], NOW)
+    big, ok = report.sources
+    assert big.status == "error" and "too large: 12658 bytes (limit 4096)" in (big.error or "")
+    assert ok.status == "ok" and count_articles() == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import socket
 import threading
 import time
@@ -363,3 +364,17 @@ def test_a_feed_with_10000_items(app: Flask, server: FixtureServer) -> None:
     assert report.added == 10_000 and count_articles() == 10_000
     distinct = db.session.scalar(select(func.count(func.distinct(Article.guid))))
     assert distinct == 10_000
+
+
+def test_dry_run_over_http_prints_and_stores_nothing(app: Flask, server: FixtureServer) -> None:
+    url = server.serve_file("/rss.xml", "rss2.xml")
+    result = app.test_cli_runner().invoke(args=["ingest", "--dry-run", "--json", url])
+    assert result.exit_code == 0, result.output
+    (source,) = json.loads(result.output)["sources"]
+    assert source["kind"] == "feed" and len(source["headlines"]) == 4
+    (article,) = source["articles"]  # the one item with full content
+    assert article["title"].startswith("Budget 2025")
+    assert article["paragraphs"][1] == "Des taux attractifs"
+    assert article["date"] == "2024-05-03"
+    assert count_articles() == 0
+    assert db.session.scalar(select(func.count(Source.id))) == 0
