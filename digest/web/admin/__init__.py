@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from digest.web.admin import auth, editions, numbers, people, sources, today
+from digest.web.admin import auth, editions, numbers, people, sources, subscribers, today
 from digest.web.admin.blueprint import bp
 
 # The view modules register their routes on ``bp`` when imported.
-__all__ = ["auth", "bp", "editions", "numbers", "people", "sources", "today"]
+__all__ = ["auth", "bp", "editions", "numbers", "people", "sources", "subscribers", "today"]
