@@ -11,6 +11,7 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from digest.models import Edition, EditionStatus
+from digest.observability import log_context
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,17 @@ def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: An
     report.ingest = ingest_locations(session, None, now)
     edition = prepare_edition(session, day, now)
     report.edition_id = edition.id
-    # Approval mode: a draft waits for an editor until the deadline, then is sent or held.
-    report.gate = approval_gate(edition, now, current_app.config)
-    if report.gate == "hold" and edition.status != EditionStatus.HELD:
-        hold_unapproved(session, edition, now)
-    if report.gate != "send":
-        log.info("daily run for %s: edition %s %s", day.isoformat(), edition.id, report.gate)
+    # Every log line of the run names the edition it is about.
+    with log_context(edition_id=edition.id):
+        # Approval mode: a draft waits for an editor until the deadline, then is sent or held.
+        report.gate = approval_gate(edition, now, current_app.config)
+        if report.gate == "hold" and edition.status != EditionStatus.HELD:
+            hold_unapproved(session, edition, now)
+        if report.gate != "send":
+            log.info("daily run for %s: edition %s", day.isoformat(), report.gate)
+            return report
+        result = send_edition(session, transport, day, now)
+        report.queued = result.queued
+        report.delivery = result.report
+        log.info("daily run for %s: %d queued", day.isoformat(), result.queued)
         return report
-    result = send_edition(session, transport, day, now)
-    report.queued = result.queued
-    report.delivery = result.report
-    log.info("daily run for %s: edition %s, %d queued", day.isoformat(), edition.id, result.queued)
-    return report
