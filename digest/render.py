@@ -178,7 +178,7 @@ def _context(edition: Edition, language: str, chosen: Sequence[str], config: Any
         "toc": [
             (s["category"], category_label(s["category"]), _headlines(s)) for s in all_sections
         ],
-        "quote_marks": _quote_marks(language),
+        "quote_marks": quote_marks(language),
         # French sets a space before a colon; the text part uses it between labels and links.
         "colon": "\u00a0: " if language == "fr" else ": ",
         "no_sections": not all_sections,
@@ -287,7 +287,8 @@ def _one_line(text: str, limit: int = 300) -> str:
     return text[:limit].rsplit(" ", 1)[0].rstrip(",;:.") + "…"
 
 
-def _quote_marks(language: str) -> tuple[str, str]:
+def quote_marks(language: str) -> tuple[str, str]:
+    """Opening and closing quotation marks as each language prints them."""
     if language == "fr":
         return ("«\u00a0", "\u00a0»")
     return ("«", "»") if language == "es" else ("“", "”")

@@ -66,3 +66,27 @@ def test_spamassassin_scores_the_digest_below_one(app: Flask) -> None:
     assert match is not None, report[:2000]
     details = report[report.find("Content analysis details") :]
     assert float(match.group(1)) < 1.0, details
+
+
+@pytest.mark.skipif(
+    SPAMASSASSIN is None, reason="SpamAssassin is not installed (.ci/run installs `spamassassin`)"
+)
+def test_spamassassin_scores_the_confirmation_email_below_one(app: Flask) -> None:
+    from digest.subscriptions import sign_up
+
+    sign_up(db.session, email="amina@example.org", now=NOW, name="Amina", language="fr")
+    db.session.commit()
+    deliver_pending(db.session, app_transport(app), NOW)
+    outbox = memory_outbox(app)
+    assert len(outbox) == 1 and "/confirm/" in outbox[0].raw.decode("ascii", "replace")
+    result = subprocess.run(
+        [str(SPAMASSASSIN), "-L", "-t"],
+        input=outbox[0].raw,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    report = result.stdout.decode("utf-8", "replace")
+    match = re.search(r"^X-Spam-Status: \w+, score=(-?[\d.]+)", report, re.MULTILINE)
+    assert match is not None, report[:2000]
+    assert float(match.group(1)) < 1.0, report[report.find("Content analysis details") :]

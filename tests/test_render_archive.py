@@ -37,6 +37,7 @@ def test_a_sent_edition_has_its_page(app: Flask, client: FlaskClient) -> None:
     assert "Mercato : Hakim Ziyech rejoint le Wydad Casablanca" in html
     # The web page carries the whole lead article, where "Lire la suite" may point.
     assert "ne doit rien au hasard" in html
+    assert 'href="/"' in html and "Recevoir Le Digest chaque matin par courriel" in html
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from flask_babel import get_locale
 
 from digest.compose import published_edition, published_editions
 from digest.extensions import db
-from digest.render import brand_name, category_label, safe_link
+from digest.render import brand_name, category_label, quote_marks, safe_link
 from digest.richtext import markdown_to_html
 
 bp = Blueprint("archive", __name__)
@@ -74,6 +74,7 @@ def edition(day: str) -> str:
         brand=_brand(),
         lang=_language(),
         link=safe_link,
+        marks=quote_marks(_language()),
         category_label=category_label,
     )
 
