@@ -13,10 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from digest import create_app
 from digest.compose import compose_edition
 from digest.extensions import db
 from digest.mail.message import build_message
-from digest.models import CATEGORIES, Edition
+from digest.models import CATEGORIES, Article, Edition
 from digest.render import render_variant, sample_personal
 
 DAY = dt.date(2026, 11, 28)
@@ -35,18 +36,55 @@ def _per_second(work: Callable[[], object], seconds: float = 2.0) -> float:
 
 
 def _edition() -> Edition:
-    from tests.email_data import add_many
-
-    add_many(db.session, 200)
+    """A heavy day: one full article and 200 long headlines, two per story, in every section."""
+    categories = ("politics", "economy", "sport", "health", "other")
+    db.session.add(
+        Article(
+            fingerprint="bench-lead",
+            title="IA au Maroc : Une révolution imminente dans le secteur de la Santé",
+            title_key="ia au maroc",
+            source_name="L'opinion",
+            category="health",
+            blocks=[{"type": "paragraph", "text": "Dans un contexte où les besoins " * 8}],
+            first_seen_at=NOW,
+            last_seen_at=NOW,
+        )
+    )
+    for i in range(200):
+        title = (
+            f"Titre {i} : une longue manchette sur l'actualité du jour au Maroc, en Afrique "
+            f"et dans le monde, avec assez de mots pour remplir deux lignes"
+        )
+        db.session.add(
+            Article(
+                fingerprint=f"bench-{i}",
+                title=title,
+                title_key=title.lower(),
+                url=f"https://news.example.ma/{i}",
+                source_name="Le Matin",
+                category=categories[i % len(categories)],
+                story_key=f"story-{i // 2}",
+                first_seen_at=NOW,
+                last_seen_at=NOW,
+            )
+        )
+    db.session.commit()
     return compose_edition(db.session, DAY, NOW)
 
 
 def run() -> list[str]:
     """Messages per second, both ways, for one variant of a 200-headline edition."""
-    from tests.conftest import make_test_app
-
     with tempfile.TemporaryDirectory() as tmp:
-        app = make_test_app(f"sqlite:///{Path(tmp) / 'bench.db'}", Path(tmp))
+        app = create_app(
+            {
+                "ENV_NAME": "testing",
+                "INSTANCE_PATH": tmp,
+                "DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}",
+                "SECRET_KEY": "bench",
+                "MAIL_FROM": "Le Digest <digest@digest.test>",
+                "MAIL_DOMAIN": "digest.test",
+            }
+        )
         with app.app_context():
             db.create_all()
             edition = _edition()
