@@ -188,8 +188,10 @@ def test_fetch_limits(server: FixtureServer) -> None:
     settings = FetchSettings(timeout=1, max_bytes=1024 * 1024)
     with pytest.raises(ReadError, match="timed out"):
         fetch_url(server.url("/slow"), settings)
+    # A generous deadline, so that only the size cap can stop this one on a busy machine.
+    roomy = FetchSettings(timeout=60, max_bytes=1024 * 1024)
     with pytest.raises(ReadError, match="too large"):
-        fetch_url(server.url("/endless"), settings)
+        fetch_url(server.url("/endless"), roomy)
     with pytest.raises(ReadError, match="too large: 52428800 bytes"):
         fetch_url(server.url("/declared"), settings)
     with pytest.raises(ReadError, match="HTTP 410"):
@@ -293,7 +295,10 @@ def test_pages_and_text_dumps_over_http(app: Flask, server: FixtureServer) -> No
 
 
 def test_each_broken_source_fails_alone(app: Flask, server: FixtureServer) -> None:
-    app.config["INGEST_TIMEOUT"] = 1
+    # Short enough to keep the slow source's test quick, long enough for 1 MB on loopback
+    # to arrive first on a busy machine.
+    app.config["INGEST_TIMEOUT"] = 3
+    app.config["INGEST_MAX_BYTES"] = 1024 * 1024
     good = server.serve_file("/good.xml", "rss2.xml")
     ingest_locations(db.session(), [good], NOW)
     assert count_articles() == 4
