@@ -1,0 +1,220 @@
+"""Sign-up and one-click unsubscribe under gunicorn, against a hello-world Flask view.
+
+Both apps run under the same gunicorn settings on loopback; a second process sends a fixed
+number of POSTs with a fixed concurrency and reports requests per second and p50/p99
+latency. The figure that matters is the ratio to hello-world (target: sign-up >= 0.5),
+together with zero errors and every accepted sign-up stored exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUESTS = int(os.environ.get("BENCH_SIGNUP_REQUESTS", "400"))
+CONCURRENCY = int(os.environ.get("BENCH_SIGNUP_CONCURRENCY", "8"))
+WORKERS = os.environ.get("BENCH_GUNICORN_WORKERS", "2")
+
+HELLO_APP = """
+from flask import Flask
+app = Flask(__name__)
+
+@app.post("/")
+def hello():
+    return "hello"
+"""
+
+# The load generator: runs in its own process so it does not share the GIL with the server
+# under test. Reads a JSON job on argv, prints a JSON result.
+CLIENT = r"""
+import http.client, json, sys, threading, time, urllib.parse
+job = json.loads(sys.argv[1])
+host, port = job["host"], job["port"]
+bodies = job["bodies"]
+latencies, statuses, lock = [], {}, threading.Lock()
+cursor = iter(range(len(bodies)))
+
+def worker():
+    conn = http.client.HTTPConnection(host, port, timeout=30)
+    while True:
+        with lock:
+            i = next(cursor, None)
+        if i is None:
+            break
+        path, body = bodies[i]
+        data = urllib.parse.urlencode(body, doseq=True)
+        started = time.perf_counter()
+        try:
+            conn.request("POST", path, data, {"Content-Type": "application/x-www-form-urlencoded"})
+            response = conn.getresponse(); response.read(); status = response.status
+        except Exception as error:
+            status = type(error).__name__
+            conn.close(); conn = http.client.HTTPConnection(host, port, timeout=30)
+        elapsed = time.perf_counter() - started
+        with lock:
+            latencies.append(elapsed); statuses[str(status)] = statuses.get(str(status), 0) + 1
+    conn.close()
+
+started = time.perf_counter()
+threads = [threading.Thread(target=worker) for _ in range(job["concurrency"])]
+for t in threads: t.start()
+for t in threads: t.join()
+wall = time.perf_counter() - started
+latencies.sort()
+p50 = latencies[len(latencies) // 2]
+p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)]
+print(json.dumps({"wall": wall, "statuses": statuses, "p50": p50, "p99": p99}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve(target: str, env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--workers",
+            WORKERS,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            target,
+        ],
+        cwd=cwd,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            break
+        except urllib.error.HTTPError:
+            break  # the server answers (hello-world has no /healthz): it is up
+        except OSError:
+            time.sleep(0.2)
+    else:
+        process.kill()
+        raise RuntimeError(f"gunicorn did not start for {target}")
+    return process, port
+
+
+def _drive(port: int, bodies: list[tuple[str, dict[str, object]]]) -> dict[str, object]:
+    job = {"host": "127.0.0.1", "port": port, "bodies": bodies, "concurrency": CONCURRENCY}
+    output = subprocess.run(
+        [sys.executable, "-c", CLIENT, json.dumps(job)], capture_output=True, check=True, text=True
+    ).stdout
+    result: dict[str, object] = json.loads(output)
+    return result
+
+
+def _line(name: str, result: dict[str, object], baseline: dict[str, object] | None) -> str:
+    rps = REQUESTS / float(result["wall"])  # type: ignore[arg-type]
+    text = (
+        f"{name:<22} {rps:8.1f} req/s  p50 {float(result['p50']) * 1000:6.1f} ms  "  # type: ignore[arg-type]
+        f"p99 {float(result['p99']) * 1000:6.1f} ms  statuses {result['statuses']}"  # type: ignore[arg-type]
+    )
+    if baseline is not None:
+        ratio = rps / (REQUESTS / float(baseline["wall"]))  # type: ignore[arg-type]
+        text += f"  ratio to hello-world {ratio:.2f}"
+    return text
+
+
+def run() -> list[str]:
+    """Measure hello-world, sign-up and one-click unsubscribe; return report lines."""
+    from sqlalchemy import func, select
+
+    from digest import create_app
+    from digest.extensions import db
+    from digest.models import Subscriber
+    from digest.tokens import make_token
+
+    work = Path(tempfile.mkdtemp(prefix="digest-bench-signup-"))
+    (work / "hello_bench_app.py").write_text(HELLO_APP, encoding="utf-8")
+    database = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{work / 'bench.db'}"
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{work}",
+        "DIGEST_ENV": "development",
+        "DIGEST_INSTANCE_PATH": str(work),
+        "DIGEST_DATABASE_URL": database,
+        "DIGEST_MAIL_URL": "memory://",
+        "DIGEST_SECRET_KEY": "bench-secret",
+        # The load comes from one IP with no browser session: limits and CSRF would refuse it.
+        "DIGEST_RATELIMIT_ENABLED": "false",
+        "DIGEST_WTF_CSRF_ENABLED": "false",
+    }
+    config = {
+        "INSTANCE_PATH": str(work),
+        "DATABASE_URL": database,
+        "SECRET_KEY": "bench-secret",
+        "MAIL_URL": "memory://",
+    }
+    app = create_app(config)
+    with app.app_context():
+        db.drop_all()
+        db.create_all()
+        db.session.remove()
+
+    lines = [
+        f"{REQUESTS} POSTs, concurrency {CONCURRENCY}, "
+        f"gunicorn --workers {WORKERS}, {database.split(':')[0]}"
+    ]
+    hello, hello_port = _serve("hello_bench_app:app", env, work)
+    try:
+        baseline = _drive(hello_port, [("/", {"x": "1"})] * REQUESTS)
+    finally:
+        hello.terminate()
+        hello.wait()
+    lines.append(_line("hello-world", baseline, None))
+
+    site, site_port = _serve("digest:create_app()", env, work)
+    try:
+        signups = [
+            (
+                "/",
+                {
+                    "email": f"bench{i}@example.org",
+                    "categories": ["sport", "health"],
+                    "language": "fr",
+                },
+            )
+            for i in range(REQUESTS)
+        ]
+        signup = _drive(site_port, signups)
+        lines.append(_line("sign-up", signup, baseline))
+        with app.app_context():
+            stored = db.session.scalar(select(func.count(Subscriber.id)))
+            distinct = db.session.scalar(select(func.count(func.distinct(Subscriber.email))))
+            subscribers = db.session.scalars(select(Subscriber).order_by(Subscriber.id)).all()
+            unsubscribe = [
+                (f"/unsubscribe/{make_token(s, 'unsubscribe')}", {"List-Unsubscribe": "One-Click"})
+                for s in subscribers
+            ][:REQUESTS]
+            db.session.remove()
+        accepted = int(signup["statuses"].get("303", 0))  # type: ignore[union-attr]
+        lines.append(
+            f"sign-ups accepted {accepted}, rows stored {stored}, distinct addresses {distinct}"
+            + ("  OK" if accepted == stored == distinct == REQUESTS else "  MISMATCH")
+        )
+        one_click = _drive(site_port, unsubscribe)
+        lines.append(_line("one-click unsubscribe", one_click, baseline))
+    finally:
+        site.terminate()
+        site.wait()
+    return lines
