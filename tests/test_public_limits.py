@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from digest.extensions import db
+from digest.extensions import db, limiter
 from digest.models import Subscriber
 from tests.conftest import make_test_app
 
@@ -47,12 +46,13 @@ def limited_app(
         instance,
         RATELIMIT_ENABLED=True,
         RATELIMIT_STORAGE_URL=storage,
-        # A fresh prefix: counters from other tests or runs never leak into this one.
-        RATELIMIT_KEY_PREFIX=f"digest-test-{uuid.uuid4().hex}",
         SIGNUP_RATE_LIMIT_PER_IP="3 per minute",
         SIGNUP_RATE_LIMIT_PER_EMAIL="2 per hour",
     )
     with app.app_context():
+        # Counters from earlier tests or runs (Redis keeps them) must not leak into this one;
+        # the limiter is one object, so a per-app key prefix would not separate them.
+        limiter.reset()
         db.drop_all()
         db.create_all()
         yield app
