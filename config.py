@@ -93,11 +93,13 @@ class Config:
     DKIM_KEY_FILE: str | None = None
     # Signing domain (d=); unset means the domain of MAIL_FROM, which DMARC alignment wants.
     DKIM_DOMAIN: str | None = None
-    # Sign-up abuse limits (Flask-Limiter syntax); a stranger can trigger at most
-    # CONFIRM_MAILS_PER_DAY mails to one address per day whatever the limits say.
+    # Sign-up and "new link" posts allowed per client IP (Flask-Limiter syntax).
     SIGNUP_RATE_LIMIT_PER_IP = "30 per hour;10 per minute"
+    # Sign-up and "new link" posts allowed per typed email address.
     SIGNUP_RATE_LIMIT_PER_EMAIL = "5 per hour"
+    # Mails a stranger can trigger to one address in 24 hours, whatever the limits above say.
     CONFIRM_MAILS_PER_DAY = 3
+    # Email domains refused at sign-up (subdomains included), e.g. "mailinator.com,spam.example".
     BLOCKED_EMAIL_DOMAINS: tuple[str, ...] = ()
     # DNS lookups on sign-up slow the form and fail offline; production may turn them on.
     EMAIL_CHECK_DELIVERABILITY = False
