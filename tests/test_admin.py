@@ -247,3 +247,33 @@ def test_create_editor_command_asks_twice_and_refuses_bad_input(app: Flask) -> N
     role = runner.invoke(args=["create-editor", "c@digest.test", "--role", "owner"])
     assert role.exit_code == 2
     assert db.session.scalar(db.select(db.func.count(Editor.id))) == 1
+
+
+def test_every_admin_form_that_posts_carries_a_csrf_token() -> None:
+    from tests.conftest import PROJECT_ROOT
+
+    forms = 0
+    for template in sorted((PROJECT_ROOT / "templates" / "web" / "admin").glob("*.html")):
+        text = template.read_text(encoding="utf-8")
+        for chunk in re.split(r"<form\b", text)[1:]:
+            body = chunk.split("</form>", 1)[0]
+            if 'method="post"' in body.split(">", 1)[0]:
+                forms += 1
+                assert 'name="csrf_token" value="{{ csrf_token() }}"' in body, template.name
+    assert forms >= 20
+
+
+def test_production_cookies_are_secure_and_http_only(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import make_test_app
+
+    app = make_test_app(
+        "sqlite://",
+        tmp_path,
+        ENV_NAME="production",
+        SECRET_KEY="s" * 40,
+        PUBLIC_URL="https://digest.example.org",
+    )
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    assert app.config["REMEMBER_COOKIE_SECURE"] is True
+    assert app.config["SESSION_COOKIE_HTTPONLY"] is True
+    assert app.config["WTF_CSRF_ENABLED"] is True
