@@ -267,10 +267,11 @@ def run(n: int | None = None) -> list[str]:
                     folder,
                     str(sink.port),
                 ],
-                check=True,
                 capture_output=True,
                 text=True,
             )
+            if result.returncode != 0:
+                raise RuntimeError(f"the sender failed: {result.stderr.strip()[-2000:]}")
             sent, seconds, size, peak_kb = result.stdout.split()[-4:]
             fast_rate = int(sent) / float(seconds)
             source_seconds = _smtp_source(sink.port, int(sent), int(size))
