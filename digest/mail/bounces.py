@@ -71,12 +71,12 @@ def read_messages(path: Path) -> Iterator[tuple[str, bytes]]:
     if not data.strip():
         raise BounceSourceError(f"{path} is empty")
     if data.startswith(b"From "):
-        box = mailbox.mbox(str(path), create=False)
+        mbox = mailbox.mbox(str(path), create=False)
         try:
-            for index, key in enumerate(box.iterkeys()):
-                yield f"{path.name}#{index + 1}", box.get_bytes(key)
+            for index, key in enumerate(mbox.iterkeys()):
+                yield f"{path.name}#{index + 1}", mbox.get_bytes(key)
         finally:
-            box.close()
+            mbox.close()
         return
     yield path.name, data
 
@@ -115,6 +115,8 @@ def apply_bounce(
         report.not_bounces += 1
         return
     verp = _verp_delivery(session, message)
+    targets_hard: list[tuple[str, Delivery | None]]
+    targets_soft: list[tuple[str, Delivery | None]]
     if verp is not None:
         # The return path names the delivery: trust it even when the report names a
         # forwarded address the subscriber never gave us.

@@ -21,7 +21,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from flask import Flask
@@ -73,7 +73,10 @@ class MemoryTransport:
 
     def send(self, message_bytes: bytes, sender: str, recipients: Sequence[str]) -> str:
         """Parse and keep the message; never fails."""
-        message = BytesParser(_class=OutboxMessage, policy=policy.default).parsebytes(message_bytes)
+        message = cast(
+            OutboxMessage,
+            BytesParser(_class=OutboxMessage, policy=policy.default).parsebytes(message_bytes),
+        )
         message.envelope_from = sender
         message.envelope_to = list(recipients)
         message.raw = message_bytes
@@ -140,7 +143,7 @@ class SMTPSettings:
         self.password: str | None = unquote(parts.password) if parts.password else None
         # Tests against a loopback server with a self-signed certificate set verify=0.
         self.verify: bool = (query.get("verify") or ["1"])[0] not in ("0", "false", "no")
-        self.local_hostname: str | None = (query.get("helo") or [None])[0]
+        self.local_hostname: str | None = (query.get("helo") or [""])[0] or None
         # pipelining=0 falls back to one command per round trip for servers that mishandle it.
         self.pipelining: bool = (query.get("pipelining") or ["1"])[0] not in ("0", "false", "no")
 

@@ -120,7 +120,7 @@ class WorkerLease:
             .where(Delivery.state == DeliveryState.SENDING, Delivery.claimed_by.is_(None))
             .limit(1)
         )
-        dead = [owner for owner in owners if self._is_dead(owner)]
+        dead = [owner for owner in owners if owner is not None and self._is_dead(owner)]
         recovered = 0
         for owner in dead:
             recovered += self._requeue(Delivery.claimed_by == owner)
