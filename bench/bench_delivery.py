@@ -34,6 +34,8 @@ NOW = dt.datetime(2026, 11, 28, 6, 0, tzinfo=dt.UTC)
 DEFAULT_N = 20_000
 NAIVE_SAMPLE = 150
 BENCH_SCHEMA = "digest_bench"
+# SMTP connections the sender uses at once (and smtp-source's sessions): BENCH_POOL.
+POOL = int(os.environ.get("BENCH_POOL", "1"))
 
 
 def _free_port() -> int:
@@ -148,7 +150,7 @@ def child(database_url: str, tmp: Path, port: int) -> None:
     with app.app_context():
         edition = db.session.scalar(select(Edition))
         queue_edition(db.session, edition, NOW)
-        transport = _MeasuringTransport(get_transport(f"smtp://127.0.0.1:{port}"))
+        transport = _MeasuringTransport(get_transport(f"smtp://127.0.0.1:{port}?pool={POOL}"))
         start = time.perf_counter()
         report = deliver_pending(db.session, transport, NOW)
         seconds = time.perf_counter() - start
@@ -184,7 +186,7 @@ def _smtp_source(port: int, count: int, size: int) -> float:
             "-m",
             str(count),
             "-s",
-            "1",
+            str(POOL),
             "-f",
             "digest@digest.test",
             "-t",
@@ -255,7 +257,7 @@ def run(n: int | None = None) -> list[str]:
         with app.app_context():
             _populate(n)
         backend = "PostgreSQL" if database_url.startswith("postgres") else "SQLite"
-        lines.append(f"{n} subscribers on {backend}, one SMTP connection, loopback smtp-sink")
+        lines.append(f"{n} subscribers on {backend}, {POOL} SMTP connection(s), loopback smtp-sink")
         with Sink() as sink:
             result = subprocess.run(
                 [

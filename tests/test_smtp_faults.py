@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
@@ -107,3 +108,26 @@ def test_a_dead_relay_pauses_sending_with_the_reason(app: Flask) -> None:
     assert report.paused is not None
     assert "5 consecutive errors" in report.paused and "cannot connect" in report.paused
     assert _states() == {"failed": 5, "queued": READERS - 5}
+
+
+def test_a_pool_of_connections_sends_in_parallel_exactly_once(app: Flask) -> None:
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("parallel sending records outcomes on several connections: PostgreSQL")
+    app.config.update(MAIL_PAUSE_AFTER=0, MAIL_RETRY_SECONDS=1, MAIL_BATCH_SIZE=25)
+    edition = day_with_articles()
+    emails = _readers()
+    queue_edition(db.session, edition, NOW)
+    refused_once: set[str] = set()
+
+    def on_data(rcpt: str) -> str | None:
+        if int(rcpt[1:4]) % 7 == 0 and rcpt not in refused_once:
+            refused_once.add(rcpt)
+            return "451 4.3.0 busy"
+        return None
+
+    handler = RecordingHandler(delay=0.01, data_policy=on_data)
+    with smtp_server(handler) as (_, port):
+        _run_until_done(f"smtp://127.0.0.1:{port}?pool=4", NOW)
+    assert handler.per_recipient() == {email: 1 for email in emails}
+    assert handler.connections == 4
+    assert _states() == {"sent": READERS}

@@ -14,11 +14,15 @@ can arrive twice is the one the server had accepted when the process died, befor
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
+import queue
 import random
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parseaddr
@@ -31,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from digest.mail.assembly import MessageFactory
 from digest.mail.signing import SigningError
-from digest.mail.transports import PermanentFailure, TemporaryFailure, Transport
+from digest.mail.transports import PermanentFailure, SMTPTransport, TemporaryFailure, Transport
 from digest.mail.workers import SenderBusy, WorkerLease
 from digest.models import (
     Delivery,
@@ -273,6 +277,7 @@ class Pacer:
         self.sleep = sleep
         self._next = 0.0
         self._window_used: int | None = None
+        self._lock = threading.Lock()
 
     def hourly_budget_left(self) -> int | None:
         """Messages still allowed this hour (None: no hourly limit)."""
@@ -283,18 +288,20 @@ class Pacer:
         return max(self.hourly - self._window_used, 0)
 
     def wait(self) -> None:
-        """Block until the next message may go."""
+        """Block until the next message may go (safe from several sending threads)."""
         if self.interval:
-            current = self.monotonic()
-            if current < self._next:
-                self.sleep(self._next - current)
-                current = self._next
-            self._next = max(current, self._next) + self.interval
+            with self._lock:
+                current = self.monotonic()
+                if current < self._next:
+                    self.sleep(self._next - current)
+                    current = self._next
+                self._next = max(current, self._next) + self.interval
 
     def count(self) -> None:
         """One more message went out."""
-        if self._window_used is not None:
-            self._window_used += 1
+        with self._lock:
+            if self._window_used is not None:
+                self._window_used += 1
 
 
 def deliver_pending(
@@ -507,6 +514,23 @@ def _send_batch(
         .order_by(Delivery.id)
     ).all()
     session.commit()
+    threads = _parallelism(session, transport)
+    if threads > 1:
+        return _send_parallel(
+            session,
+            transport,
+            rows,
+            threads,
+            settings,
+            factory,
+            pacer,
+            clock,
+            rng,
+            report,
+            progress,
+            should_stop,
+            errors,
+        )
     for row in rows:
         if should_stop is not None and should_stop():
             return True
@@ -540,6 +564,120 @@ def _send_batch(
         elif outcome == "ok":
             errors[0] = 0
     return False
+
+
+def _reader(row: Any) -> Subscriber:
+    """A transient subscriber (never added to a session) with what a message needs."""
+    return Subscriber(
+        id=row[6],
+        email=row[7],
+        name=row[8],
+        language=row[9],
+        categories=row[10],
+        status=row[11],
+        token_version=row[12],
+    )
+
+
+def _parallelism(session: Session, transport: Transport) -> int:
+    """SMTP connections one sender uses at once: the pool size, on PostgreSQL only.
+
+    Each thread records outcomes on a connection of its own; SQLite has one writer.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return 1
+    if isinstance(transport, SMTPTransport):
+        return transport.settings.pool_size
+    return 1
+
+
+def _send_parallel(
+    session: Session,
+    transport: Transport,
+    rows: Sequence[Any],
+    threads: int,
+    settings: _Settings,
+    factory: MessageFactory,
+    pacer: Pacer,
+    clock: Clock,
+    rng: random.Random,
+    report: DeliveryReport,
+    progress: Callable[[int], None] | None,
+    should_stop: Callable[[], bool] | None,
+    errors: list[int],
+) -> bool:
+    """``_send_batch`` over ``threads`` SMTP connections at once (PostgreSQL).
+
+    Variants are rendered here first, so the threads only fill slots, talk SMTP and record
+    outcomes, each on its own database connection. At most ``threads`` messages are inside an
+    SMTP transaction at any moment: that many may be sent twice if the process is killed.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    items = [(Job(*row[:6]), _reader(row)) for row in rows]
+    for job, reader in items:
+        if job.edition_id is not None:
+            # A failure here is recorded on the row by the thread that meets it again.
+            with contextlib.suppress(Exception):
+                factory.prepared(factory.edition(job.edition_id), reader)
+    ledgers: queue.SimpleQueue[_Ledger] = queue.SimpleQueue()
+    opened = [_Ledger(session) for _ in range(threads)]
+    for ledger in opened:
+        ledgers.put(ledger)
+    halt = threading.Event()
+
+    def work(item: tuple[Job, Subscriber]) -> tuple[str, str, DeliveryReport] | None:
+        if halt.is_set() or (should_stop is not None and should_stop()):
+            return None
+        job, reader = item
+        mine = DeliveryReport()
+        ledger = ledgers.get()
+        try:
+            with app.app_context():
+                outcome, detail = _deliver_one(
+                    ledger, transport, job, reader, settings, factory, pacer, clock, rng, mine
+                )
+        finally:
+            ledgers.put(ledger)
+        return outcome, detail, mine
+
+    stopped = False
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            for result in pool.map(work, items):
+                if result is None:
+                    stopped = True
+                    continue
+                outcome, detail, mine = result
+                report.sent += mine.sent
+                report.retried += mine.retried
+                report.bounced += mine.bounced
+                report.cancelled += mine.cancelled
+                report.errors.extend(mine.errors)
+                if progress is not None:
+                    progress(1)
+                if outcome == "error":
+                    errors[0] += 1
+                    if (
+                        settings.pause_after
+                        and errors[0] >= settings.pause_after
+                        and not halt.is_set()
+                    ):
+                        halt.set()
+                        status = sender_status(session)
+                        status.consecutive_errors = errors[0]
+                        status.paused = True
+                        status.paused_at = clock()
+                        status.reason = (
+                            f"paused after {errors[0]} consecutive errors; last: {detail}"
+                        )
+                        report.paused = status.reason
+                        session.commit()
+                elif outcome == "ok":
+                    errors[0] = 0
+    finally:
+        for ledger in opened:
+            ledger.close()
+    return stopped or halt.is_set()
 
 
 class _Ledger:
