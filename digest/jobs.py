@@ -25,7 +25,7 @@ class DailyReport:
     edition_id: int | None = None
     queued: int = 0
     delivery: Any = None
-    # "send", or "wait" / "hold" when approval mode kept the edition back.
+    # "send"; "wait" / "hold" when approval mode kept the edition back; "nothing" to compose.
     gate: str = "send"
 
 
@@ -40,13 +40,20 @@ def prepare_edition(session: Session, day: dt.date, now: dt.datetime) -> Edition
 
 def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: Any) -> DailyReport:
     """Ingest, classify, compose and send one day's edition; running it twice sends nobody twice."""
+    from digest.compose import NothingToCompose
     from digest.ingest import ingest_locations
     from digest.mail.delivery import send_edition
     from digest.sending import approval_gate, hold_unapproved
 
     report = DailyReport(day=day)
     report.ingest = ingest_locations(session, None, now)
-    edition = prepare_edition(session, day, now)
+    try:
+        edition = prepare_edition(session, day, now)
+    except NothingToCompose as error:
+        # Every source failed or is empty: nothing to send today, and that is no crash.
+        log.warning("daily run for %s: %s", day.isoformat(), error)
+        report.gate = "nothing"
+        return report
     report.edition_id = edition.id
     # Every log line of the run names the edition it is about.
     with log_context(edition_id=edition.id):

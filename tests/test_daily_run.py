@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from email import message_from_bytes, policy
+from pathlib import Path
 
 from flask import Flask
 from sqlalchemy import select
@@ -79,3 +80,16 @@ def test_the_scheduled_job_runs_the_same_pipeline_and_survives_a_rerun(app: Flas
     run_daily_job(app)
     outbox = memory_outbox(app)
     assert [m["To"].addresses[0].addr_spec for m in outbox] == ["karim@example.ma"]
+
+
+def test_a_morning_with_nothing_to_read_sends_nothing_and_says_so(
+    app: Flask, tmp_path: Path
+) -> None:
+    _subscriber("amina@example.ma", SubscriberStatus.ACTIVE)
+    empty = tmp_path / "empty-seeds"
+    empty.mkdir()
+    app.config["SEED_DIR"] = str(empty)
+    report = run_daily(db.session, day=MORNING.date(), now=MORNING, transport=app_transport(app))
+    assert report.gate == "nothing"
+    assert memory_outbox(app) == []
+    assert db.session.scalars(select(Edition)).first() is None
