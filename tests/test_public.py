@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from digest import tokens
 from digest.extensions import db
-from digest.models import Edition, Subscriber, SubscriberStatus
+from digest.models import Delivery, Edition, Subscriber, SubscriberStatus
 from tests.public_helpers import deliver, links_in, mails_to, text_of
 
 
@@ -506,3 +506,12 @@ def test_consent_ip_is_hashed_when_configured(app: Flask, client: FlaskClient) -
     )
     stored = _subscriber("reader@example.org").consent_ip
     assert stored and "203.0.113.9" not in stored and len(stored) == 64
+
+
+def test_sign_up_never_waits_on_smtp(app: Flask, client: FlaskClient) -> None:
+    # Nothing listens on port 1: a sign-up that tried to send would fail or hang.
+    app.config["MAIL_URL"] = "smtp://127.0.0.1:1"
+    assert _sign_up(client).status_code == 303
+    reader = _subscriber("reader@example.org")
+    queued = db.session.scalars(select(Delivery).where(Delivery.subscriber_id == reader.id)).all()
+    assert [(d.kind, d.state) for d in queued] == [("confirm", "queued")]
