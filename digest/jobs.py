@@ -10,7 +10,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy.orm import Session
 
-from digest.models import Edition, EditionStatus
+from digest.models import Edition, EditionStatus, ScheduledRun
 from digest.observability import log_context
 
 log = logging.getLogger(__name__)
@@ -69,3 +69,33 @@ def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: An
         report.delivery = result.report
         log.info("daily run for %s: %d queued", day.isoformat(), result.queued)
         return report
+
+
+def run_daily_recorded(
+    session: Session, *, day: dt.date, now: dt.datetime, transport: Any
+) -> ScheduledRun:
+    """Run the day's pipeline and record the run (shown to editors), failures included."""
+    run = ScheduledRun(job="daily", day=day, started_at=now, outcome="running")
+    session.add(run)
+    session.commit()
+    run_id = run.id
+    try:
+        report = run_daily(session, day=day, now=now, transport=transport)
+    except Exception as error:
+        session.rollback()
+        run = session.get_one(ScheduledRun, run_id)
+        run.outcome, run.detail = "failed", f"{type(error).__name__}: {error}"[:2000]
+        run.finished_at = dt.datetime.now(dt.UTC)
+        session.commit()
+        raise
+    run = session.get_one(ScheduledRun, run_id)
+    run.edition_id = report.edition_id
+    run.outcome = "sent" if report.gate == "send" else report.gate
+    if report.delivery is not None:
+        run.detail = (
+            f"{report.queued} queued, {report.delivery.sent} sent, "
+            f"{report.delivery.retried} to retry, {report.delivery.bounced} bounced"
+        )
+    run.finished_at = dt.datetime.now(dt.UTC)
+    session.commit()
+    return run

@@ -286,3 +286,19 @@ class AuditEvent(db.Model):
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Failed logins are counted per address from here (lockout per IP).
     ip: Mapped[str | None] = mapped_column(String(64), index=True)
+
+
+class ScheduledRun(db.Model):
+    """One run of a scheduled job (the daily pipeline): when, what came of it, and why."""
+
+    __tablename__ = "scheduled_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job: Mapped[str] = mapped_column(String(40))  # "daily"
+    day: Mapped[dt.date] = mapped_column(Date, index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # "running", then "sent", "wait" / "hold" (approval mode), "nothing" or "failed".
+    outcome: Mapped[str] = mapped_column(String(20), default="running")
+    detail: Mapped[str | None] = mapped_column(Text)
+    edition_id: Mapped[int | None] = mapped_column(ForeignKey("editions.id", ondelete="SET NULL"))

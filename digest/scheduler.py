@@ -96,13 +96,13 @@ def _job(app: Flask, what: str) -> Iterator[None]:
 def run_daily_job(app: Flask) -> None:
     """Scheduled edge: read the clock, run the day's pipeline."""
     from digest.extensions import db
-    from digest.jobs import run_daily
+    from digest.jobs import run_daily_recorded
     from digest.mail.transports import app_transport
 
     now = dt.datetime.now(dt.UTC)
     day = newsroom_today(app.config["TIMEZONE"], now)
     with _job(app, f"daily run for {day.isoformat()}"):
-        run_daily(db.session, day=day, now=now, transport=app_transport(app))
+        run_daily_recorded(db.session, day=day, now=now, transport=app_transport(app))
 
 
 def deliver_job(app: Flask) -> None:

@@ -93,3 +93,19 @@ def test_a_morning_with_nothing_to_read_sends_nothing_and_says_so(
     assert report.gate == "nothing"
     assert memory_outbox(app) == []
     assert db.session.scalars(select(Edition)).first() is None
+
+
+def test_scheduled_runs_are_recorded_and_shown_to_editors(app: Flask) -> None:
+    from digest.models import ScheduledRun
+    from tests.admin_fixtures import logged_in_client
+
+    _subscriber("karim@example.ma", SubscriberStatus.ACTIVE)
+    run_daily_job(app)
+    run = db.session.scalars(select(ScheduledRun)).one()
+    assert run.outcome == "sent"
+    assert run.detail == "1 queued, 1 sent, 0 to retry, 0 bounced"
+    assert run.edition_id == db.session.scalars(select(Edition)).one().id
+
+    page = logged_in_client(app).get("/admin/editions/").get_data(as_text=True)
+    assert "Scheduled runs" in page
+    assert "1 queued, 1 sent, 0 to retry, 0 bounced" in page

@@ -9,10 +9,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner
 from flask import Flask
+from sqlalchemy import select
 
 from digest import ConfigError, create_app
 from digest.calendar import newsroom_today, parse_day
 from digest.cli import cli
+from digest.extensions import db
+from digest.models import ScheduledRun
 from digest.scheduler import build_scheduler, daily_trigger
 
 CASABLANCA = ZoneInfo("Africa/Casablanca")
@@ -116,3 +119,47 @@ def test_a_failing_daily_run_is_logged_and_the_scheduler_lives_on(
     monkeypatch.setattr(jobs, "run_daily", broken_morning)
     run_daily_job(app)  # returns: a scheduled job that raised would only be logged by APScheduler
     assert "daily run for" in caplog.text and "the relay is down" in caplog.text
+    # The failed run is recorded with its reason, for the editors' list of runs.
+    run = db.session.scalars(select(ScheduledRun)).one()
+    assert (run.outcome, run.detail) == ("failed", "RuntimeError: the relay is down")
+    assert run.finished_at is not None
+
+
+def _fires(send_at: str, zone: str, start: dt.datetime, count: int) -> list[dt.datetime]:
+    trigger = daily_trigger(send_at, zone)
+    fires: list[dt.datetime] = []
+    previous = None
+    now = start
+    for _ in range(count):
+        fire = trigger.get_next_fire_time(previous, now)
+        fires.append(fire.astimezone(dt.UTC))
+        previous, now = fire, fire + dt.timedelta(seconds=1)
+    return fires
+
+
+def test_paris_daylight_saving_keeps_the_local_send_time() -> None:
+    # Clocks go forward on 29 March 2026 and back on 25 October 2026.
+    spring = _fires("07:00", "Europe/Paris", dt.datetime(2026, 3, 28, tzinfo=dt.UTC), 2)
+    assert [f.hour for f in spring] == [6, 5]  # 07:00 CET, then 07:00 CEST
+    autumn = _fires("07:00", "Europe/Paris", dt.datetime(2026, 10, 24, tzinfo=dt.UTC), 2)
+    assert [f.hour for f in autumn] == [5, 6]
+
+
+def test_casablanca_ramadan_clock_change_keeps_the_local_send_time() -> None:
+    # Morocco leaves UTC+1 for UTC+0 during Ramadan: 15 February to 22 March in 2026.
+    around_start = _fires("07:00", "Africa/Casablanca", dt.datetime(2026, 2, 14, tzinfo=dt.UTC), 2)
+    assert around_start == [
+        dt.datetime(2026, 2, 14, 6, 0, tzinfo=dt.UTC),
+        dt.datetime(2026, 2, 15, 7, 0, tzinfo=dt.UTC),
+    ]
+    around_end = _fires("07:00", "Africa/Casablanca", dt.datetime(2026, 3, 21, tzinfo=dt.UTC), 2)
+    assert around_end == [
+        dt.datetime(2026, 3, 21, 7, 0, tzinfo=dt.UTC),
+        dt.datetime(2026, 3, 22, 6, 0, tzinfo=dt.UTC),
+    ]
+
+
+def test_a_send_time_inside_the_skipped_hour_still_sends_that_day() -> None:
+    # 02:30 does not exist in Paris on 29 March 2026; the edition must not skip the day.
+    fires = _fires("02:30", "Europe/Paris", dt.datetime(2026, 3, 28, 12, tzinfo=dt.UTC), 2)
+    assert [f.date() for f in fires] == [dt.date(2026, 3, 29), dt.date(2026, 3, 30)]

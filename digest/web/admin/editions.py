@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from digest import desk, sending
 from digest.extensions import db
-from digest.models import CATEGORIES, Edition, Subscriber
+from digest.models import CATEGORIES, Edition, ScheduledRun, Subscriber
 from digest.richtext import MAX_INTRO_CHARS, markdown_to_html
 from digest.web.admin.blueprint import bp, current_editor, local_today, now, parse_day
 
@@ -28,7 +28,12 @@ from digest.web.admin.blueprint import bp, current_editor, local_today, now, par
 def editions_page() -> ResponseReturnValue:
     """The most recent editions with their status, and a way to open any day."""
     editions = db.session.scalars(select(Edition).order_by(Edition.day.desc()).limit(60)).all()
-    return render_template("web/admin/editions.html", editions=editions, today=local_today())
+    runs = db.session.scalars(
+        select(ScheduledRun).order_by(ScheduledRun.started_at.desc()).limit(14)
+    ).all()
+    return render_template(
+        "web/admin/editions.html", editions=editions, runs=runs, today=local_today()
+    )
 
 
 @bp.route("/editions/open", endpoint="edition_for")
