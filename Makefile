@@ -36,7 +36,10 @@ prod-demo: install
 test: install-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# The delivery benchmark compares against Postfix's smtp-source/smtp-sink (Debian's postfix).
 bench: install-test
+	@command -v smtp-sink >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
 	$(BIN)/python -m bench
 
 lint: install-test

@@ -44,8 +44,11 @@ def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: An
     from digest.ingest import ingest_locations
     from digest.mail.delivery import send_edition
     from digest.sending import approval_gate, hold_unapproved
+    from digest.subscriptions import resume_paused
 
     report = DailyReport(day=day)
+    # Readers whose pause ends today are back in today's edition.
+    resume_paused(session, day)
     report.ingest = ingest_locations(session, None, now)
     try:
         edition = prepare_edition(session, day, now)

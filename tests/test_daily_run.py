@@ -109,3 +109,23 @@ def test_scheduled_runs_are_recorded_and_shown_to_editors(app: Flask) -> None:
     page = logged_in_client(app).get("/admin/editions/").get_data(as_text=True)
     assert "Scheduled runs" in page
     assert "1 queued, 1 sent, 0 to retry, 0 bounced" in page
+
+
+def test_a_reader_whose_pause_ends_today_gets_todays_edition(app: Flask) -> None:
+    back = _subscriber("back@example.ma", SubscriberStatus.PAUSED)
+    back.paused_until = MORNING.date()
+    still = _subscriber("still@example.ma", SubscriberStatus.PAUSED)
+    still.paused_until = MORNING.date() + dt.timedelta(days=3)
+    db.session.commit()
+    run_daily(db.session, day=MORNING.date(), now=MORNING, transport=app_transport(app))
+    assert [m["To"].addresses[0].addr_spec for m in memory_outbox(app)] == ["back@example.ma"]
+
+
+def test_a_paused_reader_still_receives_the_link_they_asked_for(app: Flask) -> None:
+    from digest.mail.delivery import deliver_pending, enqueue_message
+
+    paused = _subscriber("pause@example.ma", SubscriberStatus.PAUSED)
+    enqueue_message(db.session, paused, "new_link", "Votre lien", "Bonjour", None, MORNING)
+    db.session.commit()
+    deliver_pending(db.session, app_transport(app), MORNING)
+    assert [m["Subject"] for m in memory_outbox(app)] == ["Votre lien"]

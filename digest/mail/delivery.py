@@ -763,10 +763,11 @@ def _deliver_one(
     report: DeliveryReport,
 ) -> tuple[str, str]:
     """Send one message and commit its outcome; returns ("ok"|"error"|"skip", detail)."""
+    # A paused reader gets no digest, but does get the link they just asked for.
     allowed = (
         (SubscriberStatus.ACTIVE,)
         if job.kind == "digest"
-        else (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING)
+        else (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING, SubscriberStatus.PAUSED)
     )
     if reader.status not in allowed:
         ledger.outcome(
