@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from werkzeug.serving import make_server
 
 from digest import accounts
 from digest.compose import compose_edition
@@ -20,20 +18,17 @@ from digest.mail.delivery import deliver_pending
 from digest.mail.transports import app_transport
 from digest.models import Subscriber, SubscriberStatus
 from tests.admin_fixtures import DAY, NOON, PASSWORD, add_article
+from tests.browser import chromium, needs_chromium, served
 from tests.conftest import PROJECT_ROOT, make_test_app
 from tests.smtpd import RecordingHandler, smtp_server
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("DIGEST_TEST_ARTIFACTS", PROJECT_ROOT / "test-artifacts"))
 EDITOR = "desk@digest.test"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.no_db,
-    pytest.mark.skipif(
-        not (Path(CHROMIUM).exists() or shutil.which("chromium")),
-        reason="Debian's chromium is not installed (.ci/run installs it)",
-    ),
+    needs_chromium,
 ]
 
 
@@ -89,39 +84,18 @@ def live(tmp_path: Path, smtp: tuple[RecordingHandler, int]) -> Iterator[tuple[F
         db.session.commit()
         compose_edition(db.session, DAY, NOON)
         db.session.remove()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield app, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
-        app_transport(app).close()
-        with app.app_context():
-            db.engine.dispose()
+    with served(app) as url:
+        yield app, url
 
 
 @pytest.fixture
 def page() -> Iterator[Any]:
     """A fresh page in Debian's Chromium."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+    with chromium() as browser:
         context = browser.new_context(viewport={"width": 1280, "height": 900})
         context.set_default_timeout(15000)
         yield context.new_page()
         context.close()
-        browser.close()
 
 
 def _deliver(app: Flask) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,25 +12,21 @@ from typing import Any
 import pytest
 from flask import Flask
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
 from digest.extensions import db
 from digest.mail.delivery import deliver_pending
 from digest.mail.transports import app_transport
 from digest.models import Subscriber
+from tests.browser import chromium, needs_chromium, served
 from tests.conftest import PROJECT_ROOT, make_test_app
 from tests.smtpd import RecordingHandler, smtp_server
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("DIGEST_TEST_ARTIFACTS", PROJECT_ROOT / "test-artifacts"))
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.no_db,
-    pytest.mark.skipif(
-        not (Path(CHROMIUM).exists() or shutil.which("chromium")),
-        reason="Debian's chromium is not installed (.ci/run installs it)",
-    ),
+    needs_chromium,
 ]
 
 
@@ -56,36 +50,15 @@ def live(tmp_path: Path, smtp: tuple[RecordingHandler, int]) -> Iterator[tuple[F
     with app.app_context():
         db.create_all()
         db.session.remove()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield app, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join()
-        server.server_close()
-        app_transport(app).close()
-        with app.app_context():
-            db.engine.dispose()
+    with served(app) as url:
+        yield app, url
 
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
     """Debian's Chromium, driven by Playwright."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 def _deliver(app: Flask) -> None:

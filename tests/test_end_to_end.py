@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -23,20 +22,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import chromium, needs_chromium
 from tests.smtpd import free_port
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DIGEST = str(Path(sys.executable).with_name("digest"))
 LEAD_TITLE = "IA au Maroc : Une révolution imminente dans le secteur de la Santé"
 READER = "lectrice@example.ma"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason="Debian's chromium is not installed (.ci/run installs it)",
-    ),
-]
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 def _digest(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -105,19 +98,8 @@ def site(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path]]:
 def test_a_reader_signs_up_confirms_and_receives_the_seed_digest(
     site: tuple[str, dict[str, str], Path],
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     base, env, outbox = site
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
+    with chromium() as browser:
         # A reader whose browser asks for French gets the pages, and so the digest, in French.
         page = browser.new_page(locale="fr-MA")
         page.goto(base + "/")
@@ -136,7 +118,6 @@ def test_a_reader_signs_up_confirms_and_receives_the_seed_digest(
         # Opening the link alone confirms nobody (mail scanners follow links): one button does.
         page.click("form button[type=submit]")
         page.wait_for_load_state()
-        browser.close()
 
     sent = _digest(env, "send")
     assert "1 newly queued" in sent.stdout, sent.stdout

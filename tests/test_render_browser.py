@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,10 +13,10 @@ from digest.compose import compose_edition
 from digest.extensions import db
 from digest.mail.message import build_message
 from digest.render import render_variant, sample_personal
+from tests.browser import chromium, needs_chromium
 from tests.conftest import PROJECT_ROOT, make_test_app
 from tests.email_data import DAY, LEAD_TITLE, NOW, add_day
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("DIGEST_TEST_ARTIFACTS", PROJECT_ROOT / "test-artifacts"))
 CHOSEN = ["politics", "economy", "sport", "health"]
 LABELS = {"politics": "Politique", "economy": "Économie", "sport": "Sport", "health": "Santé"}
@@ -25,10 +24,7 @@ LABELS = {"politics": "Politique", "economy": "Économie", "sport": "Sport", "he
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.no_db,
-    pytest.mark.skipif(
-        not (Path(CHROMIUM).exists() or shutil.which("chromium")),
-        reason="Debian's chromium is not installed (.ci/run installs it)",
-    ),
+    needs_chromium,
 ]
 
 
@@ -57,19 +53,8 @@ def digest_html(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     """One headless Chromium for the module."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.mark.parametrize("width", [375, 640])
