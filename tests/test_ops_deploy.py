@@ -49,7 +49,8 @@ def test_gunicorn_worker_count_comes_from_the_environment(
     assert conf["bind"] == "127.0.0.1:8123"
     assert conf["wsgi_app"] == "digest:create_app()"
     default = _load_gunicorn_conf(monkeypatch)
-    assert 1 <= default["workers"] <= 8
+    # Without WEB_CONCURRENCY: two per core plus one, capped at 8 (each keeps a database pool).
+    assert default["workers"] == min(2 * (os.cpu_count() or 1) + 1, 8)
     assert default["bind"] == "127.0.0.1:8000"
 
 
