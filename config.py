@@ -33,6 +33,9 @@ class Config:
     MAIL_URL: str | None = None
     # Sender of every mail, "Name <address>". Its domain is the one SPF, DKIM and DMARC cover.
     MAIL_FROM = "Le Digest <digest@localhost>"
+    # Where readers' replies go ("Reply-To"), e.g. a newsroom mailbox; unset: to MAIL_FROM.
+    # Admins may change it, and MAIL_FROM's name and local part, on /admin/settings.
+    MAIL_REPLY_TO: str | None = None
     # Domain used on the right of generated Message-IDs; normally the From domain.
     MAIL_DOMAIN = "localhost"
     # Address offered as a mailto: in List-Unsubscribe besides the https link; unset: https only.
@@ -48,7 +51,9 @@ class Config:
     SEND_AT = "07:00"
     # Approval mode: the scheduled edition waits at SEND_AT for an editor's approval (on its
     # /admin page) until APPROVAL_DEADLINE (local HH:MM); then APPROVAL_FALLBACK decides:
-    # "send" sends it anyway, "hold" keeps it back until an editor sends it.
+    # "send" sends it anyway, "hold" keeps it back until an editor sends it. These three, the
+    # sender, Reply-To, postal address and flag threshold are defaults: admins may override
+    # them at run time on /admin/settings (stored in the database, read by every process).
     APPROVAL_REQUIRED = False
     APPROVAL_DEADLINE = "09:00"
     APPROVAL_FALLBACK = "hold"
@@ -58,6 +63,8 @@ class Config:
     DEFAULT_LANGUAGE = "fr"
     # Languages readers can choose for pages and their digest.
     LANGUAGES = ("fr", "en", "es")
+    # The desk flags a headline whose category confidence (0 to 1) is below this.
+    CATEGORY_FLAG_BELOW = 0.5
     # Section order in the digest; editors may reorder.
     CATEGORY_ORDER = ("politics", "economy", "sport", "health", "other")
     # Where `digest ingest` reads when no source is configured (relative to the project root).
@@ -195,6 +202,18 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
     address = parseaddr(str(settings.get("MAIL_FROM") or ""))[1]
     if address.count("@") != 1 or not all(address.split("@")):
         bad("MAIL_FROM", 'expected an address such as "Le Digest <digest@example.org>"')
+    reply_to = settings.get("MAIL_REPLY_TO")
+    if reply_to is not None and (
+        not isinstance(reply_to, str) or parseaddr(reply_to)[1].count("@") != 1
+    ):
+        bad("MAIL_REPLY_TO", "expected an address such as news@example.org, or unset")
+    flag_below = settings.get("CATEGORY_FLAG_BELOW", 0.5)
+    if (
+        isinstance(flag_below, bool)
+        or not isinstance(flag_below, int | float)
+        or not 0 <= flag_below <= 1
+    ):
+        bad("CATEGORY_FLAG_BELOW", "expected a number from 0 to 1")
     public = settings.get("PUBLIC_URL")
     if scheme_of(public) not in ("http", "https") or not urlsplit(str(public)).hostname:
         bad("PUBLIC_URL", "expected the site's address, e.g. https://digest.example.org")

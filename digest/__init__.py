@@ -60,7 +60,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app.register_blueprint(archive.bp)
 
-    from digest import observability
+    from digest import observability, settings
+
+    settings.init_app(app)
     from digest.web import health
 
     observability.init_app(app)

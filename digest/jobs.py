@@ -44,6 +44,7 @@ def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: An
     from digest.ingest import ingest_locations
     from digest.mail.delivery import send_edition
     from digest.sending import approval_gate, hold_unapproved
+    from digest.settings import effective_config
     from digest.subscriptions import resume_paused
 
     report = DailyReport(day=day)
@@ -61,7 +62,7 @@ def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: An
     # Every log line of the run names the edition it is about.
     with log_context(edition_id=edition.id):
         # Approval mode: a draft waits for an editor until the deadline, then is sent or held.
-        report.gate = approval_gate(edition, now, current_app.config)
+        report.gate = approval_gate(edition, now, effective_config(session, current_app.config))
         if report.gate == "hold" and edition.status != EditionStatus.HELD:
             hold_unapproved(session, edition, now)
         if report.gate != "send":
@@ -72,6 +73,31 @@ def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: An
         report.delivery = result.report
         log.info("daily run for %s: %d queued", day.isoformat(), result.queued)
         return report
+
+
+def waiting_is_over(session: Session, day: dt.date, now: dt.datetime) -> bool:
+    """Whether the day's run left its edition waiting for approval and the wait has ended.
+
+    True once the deadline has passed (the fallback then sends or holds it) or approval mode
+    was turned off meanwhile; False while it still waits, or when nothing waited.
+    """
+    from sqlalchemy import select
+
+    from digest.sending import approval_gate
+    from digest.settings import effective_config
+
+    last = session.scalar(
+        select(ScheduledRun)
+        .where(ScheduledRun.job == "daily", ScheduledRun.day == day)
+        .order_by(ScheduledRun.started_at.desc(), ScheduledRun.id.desc())
+        .limit(1)
+    )
+    if last is None or last.outcome != "wait" or last.edition_id is None:
+        return False
+    edition = session.get(Edition, last.edition_id)
+    if edition is None or edition.status != EditionStatus.DRAFT:
+        return False
+    return approval_gate(edition, now, effective_config(session, current_app.config)) != "wait"
 
 
 def run_daily_recorded(

@@ -302,3 +302,15 @@ class ScheduledRun(db.Model):
     outcome: Mapped[str] = mapped_column(String(20), default="running")
     detail: Mapped[str | None] = mapped_column(Text)
     edition_id: Mapped[int | None] = mapped_column(ForeignKey("editions.id", ondelete="SET NULL"))
+
+
+class Setting(db.Model):
+    """An admin's run-time value for one config.py setting; without a row, config.py decides."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The admin's address as it was then (kept when the account is removed).
+    updated_by: Mapped[str | None] = mapped_column(String(320))

@@ -11,7 +11,7 @@ import logging
 import re
 import secrets
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
@@ -104,10 +104,18 @@ def safe_link(url: str | None) -> str | None:
     return url.strip() if scheme in ("http", "https") else None
 
 
-def render_variant(edition: Edition, language: str, categories: Sequence[str]) -> RenderedVariant:
-    """Render ``edition`` in ``language`` with only ``categories``: subject, preheader, parts."""
+def render_variant(
+    edition: Edition,
+    language: str,
+    categories: Sequence[str],
+    config: Mapping[str, Any] | None = None,
+) -> RenderedVariant:
+    """Render ``edition`` in ``language`` with only ``categories``: subject, preheader, parts.
+
+    ``config`` is the configuration in force (admins' settings included); default: the app's.
+    """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    config = app.config
+    config = config if config is not None else app.config
     if language not in config["LANGUAGES"]:
         raise ValueError(
             f"language {language!r} is not offered; choose one of {', '.join(config['LANGUAGES'])}"

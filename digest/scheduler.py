@@ -46,17 +46,18 @@ def build_scheduler(app: Flask, *, blocking: bool, deliver: bool) -> BaseSchedul
         # A process that was down at SEND_AT still sends when it comes back within the hour.
         misfire_grace_time=3600,
     )
-    if app.config.get("APPROVAL_REQUIRED"):
-        # At the approval deadline the same pipeline sends or holds a still unapproved draft.
-        scheduler.add_job(
-            run_daily_job,
-            daily_trigger(app.config["APPROVAL_DEADLINE"], app.config["TIMEZONE"]),
-            args=[app],
-            id="approval-deadline",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=3600,
-        )
+    # Approval mode and its deadline are settings admins change at run time, so instead of a
+    # trigger fixed at start a minutely check re-runs the pipeline for an edition that waited
+    # once its wait is over (deadline passed, or approval mode turned off).
+    scheduler.add_job(
+        approval_deadline_job,
+        "interval",
+        minutes=1,
+        args=[app],
+        id="approval-deadline",
+        max_instances=1,
+        coalesce=True,
+    )
     scheduler.add_job(
         beat_job,
         "interval",
@@ -103,6 +104,19 @@ def run_daily_job(app: Flask) -> None:
     day = newsroom_today(app.config["TIMEZONE"], now)
     with _job(app, f"daily run for {day.isoformat()}"):
         run_daily_recorded(db.session, day=day, now=now, transport=app_transport(app))
+
+
+def approval_deadline_job(app: Flask) -> None:
+    """Scheduled edge: when today's waiting edition may wait no longer, run the pipeline again."""
+    from digest.extensions import db
+    from digest.jobs import run_daily_recorded, waiting_is_over
+    from digest.mail.transports import app_transport
+
+    now = dt.datetime.now(dt.UTC)
+    day = newsroom_today(app.config["TIMEZONE"], now)
+    with _job(app, f"approval deadline check for {day.isoformat()}"):
+        if waiting_is_over(db.session, day, now):
+            run_daily_recorded(db.session, day=day, now=now, transport=app_transport(app))
 
 
 def deliver_job(app: Flask) -> None:

@@ -116,13 +116,15 @@ def test_approving_after_send_time_sends_at_once(app: Flask) -> None:
     assert sorted(m["To"] for m in memory_outbox(app)) == ["r0@example.org", "r1@example.org"]
 
 
-def test_the_scheduler_adds_the_deadline_run_only_in_approval_mode(app: Flask) -> None:
-    assert "approval-deadline" not in {
-        job.id for job in build_scheduler(app, blocking=False, deliver=False).get_jobs()
-    }
-    _approval(app)
-    jobs = {job.id for job in build_scheduler(app, blocking=False, deliver=False).get_jobs()}
-    assert {"daily", "approval-deadline"} <= jobs
+def test_the_scheduler_checks_the_deadline_every_minute_in_either_mode(app: Flask) -> None:
+    # Approval mode is a run-time setting: the check must exist before anyone turns it on.
+    for required in (False, True):
+        app.config["APPROVAL_REQUIRED"] = required
+        jobs = {
+            job.id: job for job in build_scheduler(app, blocking=False, deliver=False).get_jobs()
+        }
+        assert {"daily", "approval-deadline"} <= set(jobs)
+        assert jobs["approval-deadline"].trigger.interval == dt.timedelta(minutes=1)
 
 
 @pytest.mark.no_db

@@ -74,8 +74,13 @@ def test_the_scheduler_has_the_daily_job_and_delivers_only_when_asked(tmp_path: 
     app = create_app({"ENV_NAME": "testing", "INSTANCE_PATH": str(tmp_path), "SEND_AT": "06:45"})
     embedded = build_scheduler(app, blocking=False, deliver=True)
     alone = build_scheduler(app, blocking=True, deliver=False)
-    assert {job.id for job in embedded.get_jobs()} == {"daily", "deliver", "heartbeat"}
-    assert {job.id for job in alone.get_jobs()} == {"daily", "heartbeat"}
+    assert {job.id for job in embedded.get_jobs()} == {
+        "daily",
+        "approval-deadline",
+        "deliver",
+        "heartbeat",
+    }
+    assert {job.id for job in alone.get_jobs()} == {"daily", "approval-deadline", "heartbeat"}
     daily = alone.get_job("daily")
     midnight = dt.datetime(2026, 11, 28, 0, 0, tzinfo=dt.UTC)
     fire = daily.trigger.get_next_fire_time(None, midnight)

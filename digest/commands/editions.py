@@ -138,7 +138,9 @@ def preview_command(
             f"there is no edition for {day.isoformat()}; build it first with "
             f"`digest build --date {day.isoformat()}`"
         )
-    config = current_app.config
+    from digest.settings import effective_config
+
+    config = effective_config(db.session, current_app.config)
     subscriber = None
     if subscriber_email:
         subscriber = db.session.scalar(
@@ -149,7 +151,7 @@ def preview_command(
     language = language or (subscriber.language if subscriber else config["DEFAULT_LANGUAGE"])
     if categories is None:
         categories = list(subscriber.categories) if subscriber else list(CATEGORIES)
-    rendered = render_variant(edition, language, categories)
+    rendered = render_variant(edition, language, categories, config)
     if subscriber is not None:
         personal = personal_links(subscriber, edition)
         recipient = subscriber.email

@@ -63,6 +63,8 @@ def build_transactional(
     message["Subject"] = payload.get("subject") or "(no subject)"
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id
+    if config.get("MAIL_REPLY_TO"):
+        message["Reply-To"] = config["MAIL_REPLY_TO"]
     message["Auto-Submitted"] = "auto-generated"
     message.set_content(payload.get("text") or "")
     if payload.get("html"):
@@ -122,7 +124,7 @@ class MessageFactory:
         key = (edition.id, subscriber.language, categories)
         cached = self._variants.get(key)
         if cached is None:
-            rendered = render_variant(edition, subscriber.language, categories)
+            rendered = render_variant(edition, subscriber.language, categories, self.config)
             cached = (rendered, PreparedVariant(rendered, self.config))
             self._variants[key] = cached
         return cached

@@ -321,7 +321,10 @@ def deliver_pending(
     stamps outcomes in long runs. ``progress`` is called with the number of messages handled.
     Raises ``SenderBusy`` on SQLite when another sender holds the database.
     """
-    config = current_app.config
+    from digest.settings import effective_config
+
+    # Read at each run: an admin's change of sender reaches the next run of every worker.
+    config = effective_config(session, current_app.config)
     settings = _Settings.from_config(config)
     start = time.monotonic()
     clock = clock or (lambda: now + dt.timedelta(seconds=time.monotonic() - start))

@@ -111,6 +111,8 @@ class PreparedVariant:
             "From", Address(display_name=sender_name or brand_name(config), addr_spec=sender_addr)
         )
         self.subject_header = _header("Subject", _clean(rendered.subject))
+        reply_to = config.get("MAIL_REPLY_TO")
+        self.reply_to_header = _header("Reply-To", _clean(str(reply_to))) if reply_to else b""
         self.list_id_header = _header(
             "List-Id", f"{_clean(brand_name(config))} <daily.{self.domain}>"
         )
@@ -170,6 +172,7 @@ class PreparedVariant:
             self._date(now),
             b"Message-ID: " + message_id.encode("ascii") + CRLF,
             self.subject_header,
+            self.reply_to_header,
             self.list_id_header,
             _list_header("List-Unsubscribe", targets),
             b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",

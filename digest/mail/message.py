@@ -64,6 +64,8 @@ def build_message(
     message["Date"] = format_datetime(now or dt.datetime.now(dt.UTC))
     message["Message-ID"] = message_id or make_msgid(idstring="digest", domain=domain)
     message["Subject"] = _clean(rendered.subject)
+    if config.get("MAIL_REPLY_TO"):
+        message["Reply-To"] = _clean(str(config["MAIL_REPLY_TO"]))
     message["List-Id"] = f"{_clean(brand_name(config))} <daily.{domain}>"
     unsubscribe_url = personal.get("unsubscribe_url")
     if not unsubscribe_url:

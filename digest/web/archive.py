@@ -13,6 +13,7 @@ from digest.compose import published_edition, published_editions
 from digest.extensions import db
 from digest.render import brand_name, category_label, quote_marks, safe_link
 from digest.richtext import markdown_to_html
+from digest.settings import in_force
 
 bp = Blueprint("archive", __name__)
 
@@ -101,7 +102,7 @@ def feed() -> Response:
 
 
 def _brand() -> str:
-    return brand_name(current_app.config)
+    return brand_name(in_force())
 
 
 def _stamp(moment: dt.datetime | None) -> dt.datetime:

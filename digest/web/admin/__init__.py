@@ -2,8 +2,27 @@
 
 from __future__ import annotations
 
-from digest.web.admin import auth, editions, numbers, people, sources, subscribers, today
+from digest.web.admin import (
+    auth,
+    editions,
+    numbers,
+    people,
+    settings,
+    sources,
+    subscribers,
+    today,
+)
 from digest.web.admin.blueprint import bp
 
 # The view modules register their routes on ``bp`` when imported.
-__all__ = ["auth", "bp", "editions", "numbers", "people", "sources", "subscribers", "today"]
+__all__ = [
+    "auth",
+    "bp",
+    "editions",
+    "numbers",
+    "people",
+    "settings",
+    "sources",
+    "subscribers",
+    "today",
+]

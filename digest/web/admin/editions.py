@@ -17,7 +17,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from digest import desk, sending
+from digest import desk, sending, settings
 from digest.extensions import db
 from digest.models import CATEGORIES, Edition, ScheduledRun, Subscriber
 from digest.richtext import MAX_INTRO_CHARS, markdown_to_html
@@ -68,7 +68,7 @@ def edition_page(day: str) -> ResponseReturnValue:
     date = parse_day(day)
     edition = desk.edition_of(db.session, date)
     language, categories, subscriber_email = _variant_from_request()
-    cfg = current_app.config
+    cfg = settings.effective_config(db.session, current_app.config)
     context = {
         "day": date,
         "edition": edition,
@@ -129,12 +129,13 @@ def _back(edition: Edition) -> ResponseReturnValue:
 def _run(edition: Edition, action: str) -> ResponseReturnValue:
     """Apply one sending action, flash the outcome and return to the edition page."""
     editor, moment = current_editor(), now()
+    config = settings.effective_config(db.session, current_app.config)
     try:
         if action == "test":
-            sending.send_test(db.session, edition, editor, current_app.config, moment)
+            sending.send_test(db.session, edition, editor, config, moment)
             message = f"A test is on its way to {editor.email}."
         elif action == "approve":
-            started = sending.approve(db.session, edition, editor, moment, current_app.config)
+            started = sending.approve(db.session, edition, editor, moment, config)
             if started is None:
                 message = "Approved: it goes out at the scheduled time."
             else:

@@ -7,7 +7,7 @@ import datetime as dt
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from digest import audit, desk
+from digest import audit, desk, settings
 from digest.compose import NothingToCompose
 from digest.extensions import db
 from digest.jobs import prepare_edition
@@ -20,7 +20,7 @@ def desk_page() -> ResponseReturnValue:
     """Today's desk, or another day's with ``?date=YYYY-MM-DD``."""
     requested = request.args.get("date")
     day = parse_day(requested) if requested else local_today()
-    cfg = current_app.config
+    cfg = settings.effective_config(db.session, current_app.config)
     order = list(cfg.get("CATEGORY_ORDER", desk.CATEGORIES))
     board = desk.build_desk(
         db.session,

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 963e702c9c0a
+Revision ID: db286eb47a80
 Revises: 
-Create Date: 2026-11-28 20:12:22.286000
+Create Date: 2026-11-28 21:02:05.910579
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '963e702c9c0a'
+revision = 'db286eb47a80'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -77,6 +77,13 @@ def upgrade():
     sa.Column('paused_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('consecutive_errors', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_sender_status'))
+    )
+    op.create_table('settings',
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.JSON(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_by', sa.String(length=320), nullable=True),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_settings'))
     )
     op.create_table('sources',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -228,6 +235,7 @@ def downgrade():
     op.drop_table('article_sources')
     op.drop_table('subscribers')
     op.drop_table('sources')
+    op.drop_table('settings')
     op.drop_table('sender_status')
     op.drop_table('heartbeats')
     op.drop_table('editors')
