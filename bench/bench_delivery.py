@@ -164,9 +164,9 @@ class _MeasuringTransport:
         self.inner = inner
         self.bytes = 0
 
-    def send(self, data: bytes, sender: str, recipients: Any) -> str:
+    def send(self, data: bytes, sender: str, recipients: Any, before_end: Any = None) -> str:
         self.bytes += len(data)
-        return str(self.inner.send(data, sender, recipients))
+        return str(self.inner.send(data, sender, recipients, before_end))
 
     def close(self) -> None:
         self.inner.close()

@@ -5,7 +5,8 @@ States: ``queued`` -> ``sending`` (claimed by one live worker) -> ``sent``; or `
 subscriber left before the message went out).
 
 Crash safety: a worker marks each message ``sent`` in its own commit right after the server
-accepted it. A worker that dies leaves its claimed rows in ``sending``; the next worker sees
+accepted it (on PostgreSQL the commit travels while the next message is transferred, and is
+confirmed before that message's final "."). A worker that dies leaves its claimed rows in ``sending``; the next worker sees
 that their owner is gone (its PostgreSQL advisory lock, or the SQLite sender lock, was
 released by the operating system) and puts them back in the queue. The only message that
 can arrive twice is the one the server had accepted when the process died, before the
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import enum
+import itertools
 import queue
 import random
 import threading
@@ -26,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parseaddr
+from select import select as wait_until_ready
 from typing import Any
 
 from flask import current_app
@@ -381,6 +384,9 @@ def deliver_pending(
                 should_stop,
                 errors,
             )
+            # Nothing of this batch stays in flight past it (release_claims below must not
+            # put back a row whose "sent" is still on its way).
+            ledger.settle()
             if remaining is not None:
                 remaining -= len(claimed)
             if stopped:
@@ -622,10 +628,14 @@ def _send_parallel(
             # A failure here is recorded on the row by the thread that meets it again.
             with contextlib.suppress(Exception):
                 factory.prepared(factory.edition(job.edition_id), reader)
-    ledgers: queue.SimpleQueue[_Ledger] = queue.SimpleQueue()
+    # One ledger per thread, kept for the whole batch: a thread's mark in flight is settled
+    # before that same thread's next message can be accepted, so at most ``threads``
+    # accepted messages are unrecorded at any moment.
+    own = threading.local()
     opened = [_Ledger(session) for _ in range(threads)]
+    spare: queue.SimpleQueue[_Ledger] = queue.SimpleQueue()
     for ledger in opened:
-        ledgers.put(ledger)
+        spare.put(ledger)
     halt = threading.Event()
 
     def work(item: tuple[Job, Subscriber]) -> tuple[str, str, DeliveryReport] | None:
@@ -633,14 +643,14 @@ def _send_parallel(
             return None
         job, reader = item
         mine = DeliveryReport()
-        ledger = ledgers.get()
-        try:
-            with app.app_context():
-                outcome, detail = _deliver_one(
-                    ledger, transport, job, reader, settings, factory, pacer, clock, rng, mine
-                )
-        finally:
-            ledgers.put(ledger)
+        ledger = getattr(own, "ledger", None)
+        if ledger is None:
+            # The pool never runs more than ``threads`` threads: one spare each.
+            ledger = own.ledger = spare.get_nowait()
+        with app.app_context():
+            outcome, detail = _deliver_one(
+                ledger, transport, job, reader, settings, factory, pacer, clock, rng, mine
+            )
         return outcome, detail, mine
 
     stopped = False
@@ -678,8 +688,9 @@ def _send_parallel(
                 elif outcome == "ok":
                     errors[0] = 0
     finally:
-        for ledger in opened:
-            ledger.close()
+        with contextlib.ExitStack() as closing:
+            for ledger in opened:
+                closing.callback(ledger.close)
     return stopped or halt.is_set()
 
 
@@ -691,17 +702,80 @@ class _Ledger:
     at once, and a killed sender cannot lose it (the server has it); only a crash of the
     database server itself could, and then the message is sent again rather than lost.
     Elsewhere (SQLite) the session's own connection is used.
+
+    ``mark_sent`` on PostgreSQL sends its UPDATE without waiting for the answer; ``settle``
+    waits for it. The sender calls ``settle`` (as the transport's ``before_end`` barrier)
+    before the next message's final "." and before any other write, so the round trip
+    overlaps the next message's transfer while at most one accepted message per connection
+    is ever unrecorded: the same boundary as a synchronous commit.
     """
+
+    _names = itertools.count(1)
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self._statements: dict[tuple[tuple[str, ...], bool], Any] = {}
         self._compiled: dict[tuple[tuple[str, ...], bool], tuple[str, dict[str, Any]]] = {}
         self._connection: Connection | None = None
+        self._pgconn: Any = None
+        self._mark_sent_name = b""
+        self._in_flight = False
         if session.get_bind().dialect.name == "postgresql":
             connection = session.get_bind().connect()  # type: ignore[union-attr]
             self._connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             self._connection.execute(text("SET synchronous_commit TO OFF"))
+            # libpq's asynchronous calls (psycopg.pq) on the same session: PQsendQueryPrepared
+            # ends in a Sync, so each mark is its own autocommitted transaction.
+            self._pgconn = self._connection.connection.driver_connection.pgconn  # type: ignore[union-attr]
+            self._mark_sent_name = f"digest_mark_sent_{next(self._names)}".encode("ascii")
+            prepared = self._pgconn.prepare(
+                self._mark_sent_name,
+                b"UPDATE deliveries SET state = 'sent', sent_at = $2, message_id = $3,"
+                b" last_reply = $4, last_error = NULL, claimed_by = NULL,"
+                b" attempts = attempts + 1 WHERE id = $1",
+            )
+            _check(prepared)
+
+    def mark_sent(self, job_id: int, sent_at: dt.datetime, message_id: str, reply: str) -> None:
+        """Record that the server accepted the message (on PostgreSQL: in flight until settled)."""
+        if self._pgconn is None:
+            self.outcome(
+                job_id,
+                {
+                    "state": DeliveryState.SENT,
+                    "sent_at": sent_at,
+                    "message_id": message_id,
+                    "last_reply": reply,
+                    "last_error": None,
+                },
+            )
+            return
+        self.settle()
+        parameters = [
+            str(job_id).encode("ascii"),
+            sent_at.isoformat().encode("ascii"),
+            message_id.encode("utf-8"),
+            reply.encode("utf-8"),
+        ]
+        self._pgconn.send_query_prepared(self._mark_sent_name, parameters)
+        self._in_flight = True
+
+    def settle(self) -> None:
+        """Wait until the mark in flight (if any) is committed; raise if it failed."""
+        if not self._in_flight:
+            return
+        pgconn = self._pgconn
+        self._in_flight = False
+        pgconn.consume_input()
+        while pgconn.is_busy():
+            # select() lets other sending threads run while this one waits.
+            wait_until_ready([pgconn.socket], [], [])
+            pgconn.consume_input()
+        results = []
+        while (result := pgconn.get_result()) is not None:
+            results.append(result)
+        for result in results:
+            _check(result)
 
     def _statement(self, keys: tuple[str, ...], attempt: bool) -> Any:
         statement = self._statements.get((keys, attempt))
@@ -720,6 +794,7 @@ class _Ledger:
         parameters = {"job_id": job_id, **{f"v_{key}": values[key] for key in keys}}
         statement = self._statement(keys, attempt)
         if self._connection is not None:
+            self.settle()
             # The SQL is compiled once per shape; per message only the driver runs.
             compiled = self._compiled.get((keys, attempt))
             if compiled is None:
@@ -740,17 +815,42 @@ class _Ledger:
     def execute(self, statement: Any) -> None:
         """Run one more statement (subscriber bookkeeping) and commit it."""
         if self._connection is not None:
+            self.settle()
             self._connection.execute(statement)
         else:
             self.session.execute(statement, execution_options={"synchronize_session": False})
             self.session.commit()
 
     def close(self) -> None:
-        """Give the connection back as it was."""
-        if self._connection is not None:
-            self._connection.execute(text("RESET synchronous_commit"))
-            self._connection.close()
+        """Finish the mark in flight and give the connection back as it was."""
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            self.settle()
+            connection.exec_driver_sql(f"DEALLOCATE {self._mark_sent_name.decode('ascii')}")
+            connection.execute(text("RESET synchronous_commit"))
+        except BaseException:
+            # A connection left mid-command must not go back to the pool.
+            connection.invalidate()
+            raise
+        finally:
+            connection.close()
             self._connection = None
+            self._pgconn = None
+
+
+def _check(result: Any) -> None:
+    """Raise the database's error for a failed libpq result."""
+    from psycopg import pq
+
+    if result.status not in (pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK):
+        message = (result.error_message or b"").decode("utf-8", "replace").strip()
+        raise LedgerError(f"cannot record a delivery outcome: {message}")
+
+
+class LedgerError(RuntimeError):
+    """The database refused to record an outcome."""
 
 
 def _deliver_one(
@@ -796,6 +896,7 @@ def _deliver_one(
             message_bytes,
             envelope_sender(settings.return_path, settings.sender, job.id),
             [reader.email],
+            before_end=ledger.settle,
         )
     except PermanentFailure as error:
         ledger.outcome(
@@ -827,17 +928,9 @@ def _deliver_one(
     except TemporaryFailure as error:
         _fail(ledger, job, "temporary failure", error.reply, settings, clock, rng, report)
         return "error", error.reply
-    # This commit is the line between "sent" and "will be sent again after a crash".
-    ledger.outcome(
-        job.id,
-        {
-            "state": DeliveryState.SENT,
-            "sent_at": clock(),
-            "message_id": message_id,
-            "last_reply": reply,
-            "last_error": None,
-        },
-    )
+    # This commit is the line between "sent" and "will be sent again after a crash"; on
+    # PostgreSQL it completes before the next message can be accepted (``before_end``).
+    ledger.mark_sent(job.id, clock(), message_id, reply)
     pacer.count()
     report.sent += 1
     return "ok", reply

@@ -16,7 +16,7 @@ import ssl
 import tempfile
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -44,11 +44,26 @@ class PermanentFailure(TransportError):
     """The receiving side refused the message for good (5xx): a hard bounce."""
 
 
+# Called by a transport right before the point where the message becomes the receiver's
+# (SMTP: before the final "."): the ledger finishes recording the previous message there.
+Barrier = Callable[[], None]
+
+
 class Transport(Protocol):
     """Anything that can hand a finished message to the next hop."""
 
-    def send(self, message_bytes: bytes, sender: str, recipients: Sequence[str]) -> str:
-        """Deliver one message; return the server's reply or raise a ``TransportError``."""
+    def send(
+        self,
+        message_bytes: bytes,
+        sender: str,
+        recipients: Sequence[str],
+        before_end: Barrier | None = None,
+    ) -> str:
+        """Deliver one message; return the server's reply or raise a ``TransportError``.
+
+        ``before_end`` runs before the receiver can have accepted anything; if it raises, the
+        message is abandoned unaccepted and the error propagates.
+        """
         ...
 
     def close(self) -> None:
@@ -71,8 +86,16 @@ class MemoryTransport:
         self.messages: list[OutboxMessage] = []
         self._lock = threading.Lock()
 
-    def send(self, message_bytes: bytes, sender: str, recipients: Sequence[str]) -> str:
+    def send(
+        self,
+        message_bytes: bytes,
+        sender: str,
+        recipients: Sequence[str],
+        before_end: Barrier | None = None,
+    ) -> str:
         """Parse and keep the message; never fails."""
+        if before_end is not None:
+            before_end()
         message = cast(
             OutboxMessage,
             BytesParser(_class=OutboxMessage, policy=policy.default).parsebytes(message_bytes),
@@ -94,8 +117,16 @@ class FileTransport:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
-    def send(self, message_bytes: bytes, sender: str, recipients: Sequence[str]) -> str:
+    def send(
+        self,
+        message_bytes: bytes,
+        sender: str,
+        recipients: Sequence[str],
+        before_end: Barrier | None = None,
+    ) -> str:
         """Write the message so that a reader never sees half a file."""
+        if before_end is not None:
+            before_end()
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             name = f"{uuid.uuid4().hex}.eml"
@@ -205,7 +236,13 @@ class SMTPTransport:
         self.connections_opened += 1
         return connection
 
-    def send(self, message_bytes: bytes, sender: str, recipients: Sequence[str]) -> str:
+    def send(
+        self,
+        message_bytes: bytes,
+        sender: str,
+        recipients: Sequence[str],
+        before_end: Barrier | None = None,
+    ) -> str:
         """Send over a pooled connection; sort any failure into temporary or permanent."""
         with self._slots:
             try:
@@ -214,7 +251,7 @@ class SMTPTransport:
                 connection = self._connect()
             keep = False
             try:
-                reply = self._transact(connection, message_bytes, sender, recipients)
+                reply = self._transact(connection, message_bytes, sender, recipients, before_end)
                 keep = True
                 return reply
             except PermanentFailure:
@@ -236,6 +273,7 @@ class SMTPTransport:
         message_bytes: bytes,
         sender: str,
         recipients: Sequence[str],
+        before_end: Barrier | None,
     ) -> str:
         if (
             self.settings.pipelining
@@ -243,7 +281,9 @@ class SMTPTransport:
             and sender.isascii()
             and all(r.isascii() for r in recipients)
         ):
-            return self._pipelined(connection, message_bytes, sender, recipients)
+            return self._pipelined(connection, message_bytes, sender, recipients, before_end)
+        if before_end is not None:
+            before_end()
         try:
             refused = connection.sendmail(sender, list(recipients), message_bytes)
         except smtplib.SMTPRecipientsRefused as error:
@@ -273,6 +313,7 @@ class SMTPTransport:
         message_bytes: bytes,
         sender: str,
         recipients: Sequence[str],
+        before_end: Barrier | None,
     ) -> str:
         """One transaction in two round trips (RFC 2920): MAIL, RCPT and DATA in one write.
 
@@ -297,9 +338,12 @@ class SMTPTransport:
                     connection.getreply()
                 else:
                     body = _dot_stuffed(message_bytes)
-                    if not body.endswith(b"\r\n"):
-                        body += b"\r\n"
-                    connection.send(body + b".\r\n")
+                    connection.send(body if body.endswith(b"\r\n") else body + b"\r\n")
+                    if before_end is not None:
+                        # Until the "." the server keeps nothing: whatever the barrier waits
+                        # for (the previous message's ledger commit) overlaps this transfer.
+                        before_end()
+                    connection.send(b".\r\n")
                     data = connection.getreply()
         except (TimeoutError, smtplib.SMTPException, OSError) as error:
             raise TemporaryFailure(f"connection lost: {error}") from error
