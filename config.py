@@ -11,6 +11,7 @@ Environment values are read as JSON when they parse (``DIGEST_CONFIRM_MAX_AGE_DA
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from collections.abc import Mapping
@@ -110,6 +111,12 @@ class Config:
     BLOCKED_EMAIL_DOMAINS: tuple[str, ...] = ()
     # DNS lookups on sign-up slow the form and fail offline; production may turn them on.
     EMAIL_CHECK_DELIVERABILITY = False
+    # Name servers that check asks, e.g. "10.0.0.2" or "127.0.0.1:5353" (a list or a
+    # comma-separated string); unset means the system's own (/etc/resolv.conf).
+    EMAIL_DNS_SERVERS: tuple[str, ...] = ()
+    # Seconds that check may wait for DNS; an address whose domain does not answer in time
+    # is accepted (a slow resolver must not turn readers away).
+    EMAIL_DNS_TIMEOUT = 5.0
     # Store a keyed hash of the sign-up IP in the consent record instead of the address.
     CONSENT_HASH_IP = False
     # The sender's postal address, printed in every digest's footer as bulk-mail law requires.
@@ -185,6 +192,23 @@ _MAIL_SCHEMES = ("file", "smtp", "smtps", "memory")
 _RATELIMIT_SCHEMES = ("memory", "redis", "rediss", "redis+unix")
 
 
+def split_host_port(text: str, default_port: int) -> tuple[str, int]:
+    """ "10.0.0.2", "10.0.0.2:5353", "::1" or "[::1]:5353" as (IP address, port).
+
+    Raises ValueError when the address is not an IP address or the port not a port.
+    """
+    host, port = text.strip(), str(default_port)
+    if host.startswith("["):
+        host, _, rest = host[1:].partition("]")
+        port = rest.removeprefix(":") or port
+    elif host.count(":") == 1:
+        host, _, port = host.partition(":")
+    number = int(port)
+    if not 0 < number < 65536:
+        raise ValueError(f"port {number} is out of range")
+    return str(ipaddress.ip_address(host)), number
+
+
 def validate(settings: Mapping[str, Any]) -> list[str]:
     """Every problem with ``settings`` as one line naming the variable and what it expects."""
     problems: list[str] = []
@@ -258,6 +282,16 @@ def validate(settings: Mapping[str, Any]) -> list[str]:
     token = settings.get("METRICS_TOKEN")
     if token is not None and (not isinstance(token, str) or len(token) < 16):
         bad("METRICS_TOKEN", "expected at least 16 characters, or unset")
+    servers = settings.get("EMAIL_DNS_SERVERS") or ()
+    try:
+        for server in re.split(r"[;|,\s]+", servers) if isinstance(servers, str) else servers:
+            if str(server).strip():
+                split_host_port(str(server), 53)
+    except (TypeError, ValueError):
+        bad("EMAIL_DNS_SERVERS", 'expected IP addresses, e.g. "10.0.0.2,127.0.0.1:5353"')
+    timeout = settings.get("EMAIL_DNS_TIMEOUT", 5.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+        bad("EMAIL_DNS_TIMEOUT", "expected a positive number of seconds")
     if not str(settings.get("POSTAL_ADDRESS") or "").strip():
         bad("POSTAL_ADDRESS", "expected the sender's postal address (required in bulk mail)")
     return problems

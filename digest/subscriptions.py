@@ -10,23 +10,33 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import enum
+import functools
 import hashlib
 import hmac
 import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import (
+    EmailNotValidError,
+    EmailUndeliverableError,
+    caching_resolver,
+    validate_email,
+)
 from flask import current_app, render_template
 from flask_babel import force_locale, gettext
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from config import split_host_port
 from digest import tokens
 from digest.models import CATEGORIES, LANGUAGES, Delivery, Subscriber, SubscriberStatus
+
+if TYPE_CHECKING:
+    from dns.resolver import Resolver
 
 # Kinds of transactional mail a stranger can trigger by typing an address into a form;
 # together they are capped per address per day so the site cannot be used to flood an inbox.
@@ -83,7 +93,15 @@ def normalize_email(raw: str, check_deliverability: bool | None = None) -> str:
     if len(text) > 320:
         raise InvalidEmail(gettext("This email address is too long."))
     try:
-        info = validate_email(text, check_deliverability=check_deliverability)
+        if check_deliverability:
+            info = validate_email(text, check_deliverability=True, dns_resolver=_dns_resolver())
+        else:
+            info = validate_email(text, check_deliverability=False)
+    except EmailUndeliverableError as error:
+        raise InvalidEmail(
+            gettext("No mail can be delivered to this domain: check the part after the @."),
+            detail=str(error),
+        ) from error
     except EmailNotValidError as error:
         raise InvalidEmail(
             gettext("This is not a valid email address."), detail=str(error)
@@ -95,6 +113,28 @@ def normalize_email(raw: str, check_deliverability: bool | None = None) -> str:
         if domain == blocked or domain.endswith("." + blocked):
             raise BlockedDomain(gettext("Addresses at this domain cannot subscribe."))
     return address
+
+
+def _dns_resolver() -> Resolver:
+    """The resolver for deliverability checks, from EMAIL_DNS_SERVERS and EMAIL_DNS_TIMEOUT."""
+    value = current_app.config.get("EMAIL_DNS_SERVERS") or ()
+    servers = _SPLIT.split(value) if isinstance(value, str) else [str(v) for v in value]
+    timeout = float(current_app.config.get("EMAIL_DNS_TIMEOUT", 5.0))
+    return _cached_resolver(tuple(s.strip() for s in servers if s.strip()), timeout)
+
+
+@functools.cache
+def _cached_resolver(servers: tuple[str, ...], timeout: float) -> Resolver:
+    # One per process and setting: its answer cache spares a burst of sign-ups from one
+    # domain a lookup each. dnspython is imported here: it is slow to import, and most
+    # sites never turn the check on.
+    from dns.nameserver import Do53Nameserver
+    from dns.resolver import Resolver
+
+    resolver = Resolver(configure=not servers)
+    if servers:
+        resolver.nameservers = [Do53Nameserver(*split_host_port(s, 53)) for s in servers]
+    return caching_resolver(timeout=timeout, dns_resolver=resolver)  # type: ignore[arg-type]
 
 
 def blocked_domains() -> list[str]:

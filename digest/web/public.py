@@ -45,17 +45,6 @@ from digest.web.public_forms import (
 
 bp = Blueprint("public", __name__)
 
-# Pages reached through a signed link must not leak it to other sites, nor be cached.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
-        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
-
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -78,8 +67,7 @@ def _fresh_language() -> None:
 
 @bp.after_request
 def _harden(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+    # The security headers themselves are app-wide (digest.web.headers).
     if request.view_args and "token" in request.view_args:
         response.headers["Cache-Control"] = "no-store"
     # The language switch is a plain link (?lang=xx); remember the choice.

@@ -64,6 +64,8 @@ def _protect_responses(response: Response) -> Response:
     # Admin pages show unsent content and subscriber data: never cache, never frame elsewhere.
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    # Same as frame-ancestors 'self' above, for browsers that only read the older header.
+    response.headers.setdefault("X-Frame-Options", "SAMEORIGIN")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
