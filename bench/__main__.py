@@ -1,4 +1,7 @@
-"""Run every ``bench/bench_*.py`` module's ``run()`` and print the lines it returns."""
+"""Run every ``bench/bench_*.py`` module's ``run()`` and print the lines it returns.
+
+``python -m bench understand delivery`` runs only the named benchmarks.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,21 @@ import sys
 from pathlib import Path
 
 
-def main() -> int:
-    """Discover and run the benchmarks in name order; a failing one is reported, not fatal."""
+def main(names: list[str]) -> int:
+    """Discover and run the benchmarks in name order (only ``names`` when given).
+
+    A failing benchmark is reported, not fatal; an unknown name is an error.
+    """
+    paths = sorted(Path(__file__).resolve().parent.glob("bench_*.py"))
+    known = [path.stem.removeprefix("bench_") for path in paths]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        print(f"unknown benchmark {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
+        return 2
     failures = 0
-    for path in sorted(Path(__file__).resolve().parent.glob("bench_*.py")):
+    for path in paths:
+        if names and path.stem.removeprefix("bench_") not in names:
+            continue
         name = f"bench.{path.stem}"
         print(f"== {name}", flush=True)
         try:
@@ -25,4 +39,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -16,7 +16,7 @@ ROUND_SECONDS = 0.4
 
 
 def headlines() -> list[str]:
-    """The labelled dev set's and the seed's headlines: varied languages, lengths, names."""
+    """The labelled files' and the seed's headlines: varied languages, lengths, names."""
     texts: list[str] = []
     for path in sorted((ROOT / "tests" / "data").glob("headlines_*.tsv")):
         texts.extend(row.text for row in read_labelled_path(path))
@@ -63,7 +63,7 @@ def run() -> list[str]:
     base, ours = rates["baseline"], rates["classify"]
     verdict = "ok" if ours >= TARGET else "BELOW TARGET"
     return [
-        f"{len(texts)} headlines (dev, held-out, seed), language detected for each",
+        f"{len(texts)} headlines (dev, training, held-out, seed), language detected for each",
         f"(best of {ROUNDS} interleaved rounds, CPU time of one process)",
         f"baseline lower+split: {base:,.0f} headlines/s",
         f"classify:             {ours:,.0f} headlines/s  (target {TARGET:,}: {verdict})",

@@ -50,7 +50,8 @@ def test_seed_headlines_reach_the_target_macro_f1() -> None:
 
 
 def test_dev_set_scores_stay_above_the_floor() -> None:
-    # A regression guard: the lexicons were developed on this set, so the bar is high.
+    # A regression guard: the lexicons were developed on this set and the model is trained
+    # on it, so the bar is high.
     report = evaluate_categories(
         read_labelled_path(DATA / "headlines_dev.tsv", labels=CATEGORIES), Categorizer()
     )
@@ -59,16 +60,25 @@ def test_dev_set_scores_stay_above_the_floor() -> None:
         assert f1 >= 0.90, language
 
 
-def test_held_out_set_stays_above_its_measured_level() -> None:
-    # Written after the lexicons and never tuned on: the honest estimate. Measured at
-    # macro-F1 0.876 (fr 0.832, es 0.891, en 0.914); these floors catch a regression.
-    report = evaluate_categories(
-        read_labelled_path(DATA / "headlines_holdout.tsv", labels=CATEGORIES), Categorizer()
-    )
-    assert report.macro_f1 >= 0.85
-    assert report.per_language["fr"][2] >= 0.80
-    assert report.per_language["es"][2] >= 0.85
-    assert report.per_language["en"][2] >= 0.88
+@pytest.mark.parametrize(
+    ("name", "overall", "floors"),
+    [
+        # Written after the lexicons, never trained or tuned on. Measured with the trained
+        # model at macro-F1 0.914 (fr 0.932, es 0.889, en 0.914); lexicons alone gave 0.876
+        # (fr 0.832).
+        ("headlines_holdout.tsv", 0.89, {"fr": 0.90, "es": 0.85, "en": 0.88}),
+        # Written before the model existed, never trained or tuned on. Measured at 0.907
+        # (fr 0.922, es 0.854, en 0.916); lexicons alone gave 0.902 (fr 0.921, es 0.828).
+        ("headlines_holdout2.tsv", 0.88, {"fr": 0.90, "es": 0.82, "en": 0.88}),
+    ],
+)
+def test_held_out_sets_stay_above_their_measured_level(
+    name: str, overall: float, floors: dict[str, float]
+) -> None:
+    report = evaluate_categories(read_labelled_path(DATA / name, labels=CATEGORIES), Categorizer())
+    assert report.macro_f1 >= overall
+    for language, floor in floors.items():
+        assert report.per_language[language][2] >= floor, language
 
 
 def test_seed_stories_are_grouped_without_false_merges() -> None:

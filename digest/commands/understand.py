@@ -90,12 +90,20 @@ def _labelled_rows(file: Path, labels: tuple[str, ...] | None) -> list[LabelledR
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--errors", is_flag=True, help="Also list the misclassified headlines.")
 @click.option(
-    "--lexicon-only",
+    "--no-corrections",
     is_flag=True,
     help="Leave out editors' corrections stored in the database.",
 )
+@click.option("--no-model", is_flag=True, help="Leave out the trained model: lexicons only.")
+@click.option(
+    "--lexicon-only",
+    is_flag=True,
+    help="The lexicons alone: no trained model, no editors' corrections.",
+)
 @with_appcontext
-def eval_categories_command(file: Path, errors: bool, lexicon_only: bool) -> None:
+def eval_categories_command(
+    file: Path, errors: bool, no_corrections: bool, no_model: bool, lexicon_only: bool
+) -> None:
     """Score the categorizer on FILE.tsv (columns text, label, optional lang).
 
     Prints per-class precision, recall and F1, macro-F1, per-language figures and the
@@ -106,7 +114,11 @@ def eval_categories_command(file: Path, errors: bool, lexicon_only: bool) -> Non
     from digest.understand.evaluation import evaluate_categories, format_category_report
 
     rows = _labelled_rows(file, CATEGORIES)
-    categorizer = Categorizer(None if lexicon_only else _memory_if_any())
+    memory = None if no_corrections or lexicon_only else _memory_if_any()
+    if no_model or lexicon_only:
+        categorizer = Categorizer(memory, model=None)
+    else:
+        categorizer = Categorizer(memory)
     report = evaluate_categories(rows, categorizer)
     click.echo(format_category_report(report, show_errors=errors))
 
@@ -126,4 +138,65 @@ def eval_stories_command(file: Path, errors: bool) -> None:
     click.echo(format_story_report(report, show_errors=errors))
 
 
-COMMANDS: list[click.Command] = [classify_command, eval_categories_command, eval_stories_command]
+@click.command("train-categories")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=None,
+    help="Where to write the model (default: the model shipped in the package).",
+)
+def train_categories_command(files: tuple[Path, ...], output: Path | None) -> None:
+    """Train the category model from labelled FILES.tsv (columns text, label, lang).
+
+    The same files always give a byte-identical model file. The project's model is trained
+    from tests/data/headlines_dev.tsv and tests/data/headlines_train.tsv; the held-out
+    files are never given to it.
+    """
+    import hashlib
+    import os
+
+    from digest.models import CATEGORIES
+    from digest.understand.model import MODEL_PATH, ModelError, TrainingRow, count, dumps
+
+    target = output or MODEL_PATH
+    rows: list[TrainingRow] = []
+    seen: dict[str, str] = {}
+    for file in files:
+        for row in _labelled_rows(file, CATEGORIES):
+            if row.language is not None and row.language not in ("fr", "es", "en"):
+                raise click.ClickException(
+                    f"{file}:{row.line}: language {row.language!r} is not one of fr, es, en"
+                )
+            where = f"{file}:{row.line}"
+            if row.text in seen:
+                raise click.ClickException(f"{where}: same headline as {seen[row.text]}")
+            seen[row.text] = where
+            rows.append(TrainingRow(row.text, row.label, row.language))
+    try:
+        content = count(rows)
+    except ModelError as error:
+        raise click.ClickException(str(error)) from None
+    data = dumps(content).encode("utf-8")
+    partial = target.with_name(target.name + ".partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, target)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {target}: {error.strerror or error}") from None
+    languages: dict[str, dict[str, list[int]]] = content["languages"]  # type: ignore[assignment]
+    for language, entry in languages.items():
+        click.echo(
+            f"{language}: {sum(entry['headlines'])} headlines, {len(entry['features'])} features"
+        )
+    click.echo(f"wrote {target} (sha256 {hashlib.sha256(data).hexdigest()[:16]})")
+
+
+COMMANDS: list[click.Command] = [
+    classify_command,
+    eval_categories_command,
+    eval_stories_command,
+    train_categories_command,
+]

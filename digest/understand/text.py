@@ -89,6 +89,22 @@ _STEM_CACHE: dict[str, dict[str, str]] = {"fr": {}, "es": {}, "en": {}}
 _STEM_CACHE_LIMIT = 300_000
 
 
+# Words whose Snowball stem would meet a word of another meaning, written out by hand:
+# "Sidi" (Sidi Kacem, Sidi Bennour...) and "sida" both give "sid"; "aide" and "Aïd" give
+# "aid"; "amende" (a fine) and "amendement" give "amend"; "box-office" meets "boxe", "MAS"
+# (the Fès club) meets "MASI" (the index), "prolongée" meets "prolongations" (extra time).
+_FIXED_STEMS = {
+    "sidi": "sidi",
+    "aide": "aide",
+    "aides": "aide",
+    "amende": "amende",
+    "amendes": "amende",
+    "boxe": "boxe",
+    "masi": "masi",
+    "prolongations": "prolongations",
+}
+
+
 def stem(word: str, language: str) -> str:
     """Accent-folded Snowball stem of the lower-case ``word`` in ``language``."""
     cache = _STEM_CACHE.get(language)
@@ -99,6 +115,10 @@ def stem(word: str, language: str) -> str:
     if found is None:
         if len(cache) >= _STEM_CACHE_LIMIT:
             cache.clear()
+        fixed = _FIXED_STEMS.get(word)
+        if fixed is not None:
+            cache[word] = fixed
+            return fixed
         # Digits and short words are kept as they are: "u20", "2026", "onu".
         found = (
             fold(word)
