@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from digest import audit
-from digest.models import AuditEvent, Correction, Editor
+from digest.models import AuditEvent, Correction, Delivery, Editor, Subscriber
 
 ROLES: tuple[str, ...] = ("admin", "editor")
 MIN_PASSWORD_LENGTH = 10
@@ -254,7 +254,69 @@ def admins_count(session: Session) -> int:
 
 
 INVITE_SALT = "digest.editor-invite"
+_BROKEN_INVITE = (
+    "This invitation link is not valid: open the whole link from the email (some mail "
+    "programs cut long links), or ask an admin for a new invitation."
+)
 INVITE_MAX_AGE = dt.timedelta(days=7)
+
+
+INVITE_KIND = "invite"
+# Consent source of the pending ledger row an invitation is mailed to (never sent digests).
+INVITE_SOURCE = "editor-invite"
+
+
+def is_invited(editor: Editor) -> bool:
+    """Invited and not yet joined: no password chosen."""
+    return editor.password_hash == UNUSABLE_PASSWORD
+
+
+def queue_invitation(
+    session: Session, editor: Editor, link_for: Callable[[str], str], now: dt.datetime
+) -> Delivery:
+    """Mail ``editor`` a link to choose a password, through the delivery ledger; caller commits.
+
+    Each invitation withdraws the earlier ones (their links stop working), so only the
+    newest mail counts. ``link_for`` turns the token into the absolute link.
+    """
+    from flask import render_template
+
+    from digest.mail.delivery import enqueue_message, staff_mailbox
+    from digest.render import brand_name
+    from digest.settings import in_force
+
+    if not is_invited(editor):
+        raise AccountError(f"{editor.email} has already joined the desk.")
+    log_out_everywhere(editor)
+    token = make_invite_token(editor, current_app.config["SECRET_KEY"])
+    mailbox = staff_mailbox(session, editor.email, INVITE_SOURCE, "en", now)
+    context = {
+        "link": link_for(token),
+        "brand": brand_name(in_force()),
+        "role": editor.role,
+        "days": INVITE_MAX_AGE.days,
+        "subscriber": mailbox,
+    }
+    return enqueue_message(
+        session,
+        mailbox,
+        INVITE_KIND,
+        render_template("web/mail/invite.subject.txt", **context).strip(),
+        render_template("web/mail/invite.txt", **context),
+        render_template("web/mail/invite.html", **context),
+        now,
+    )
+
+
+def invitation_mails(session: Session) -> dict[str, Delivery]:
+    """The newest invitation mail to each address, to show how its delivery went."""
+    rows = session.execute(
+        select(Subscriber.email, Delivery)
+        .join(Delivery, Delivery.subscriber_id == Subscriber.id)
+        .where(Delivery.kind == INVITE_KIND)
+        .order_by(Delivery.id)
+    ).all()
+    return {email: delivery for email, delivery in rows}
 
 
 def make_invite_token(editor: Editor, secret_key: str) -> str:
@@ -273,9 +335,9 @@ def read_invite_token(
     except SignatureExpired as error:
         raise AccountError("This invitation has expired: ask an admin for a new one.") from error
     except BadSignature as error:
-        raise AccountError("This invitation link is not valid.") from error
+        raise AccountError(_BROKEN_INVITE) from error
     if not isinstance(data, dict) or not isinstance(data.get("id"), int):
-        raise AccountError("This invitation link is not valid.")
+        raise AccountError(_BROKEN_INVITE)
     editor = session.get(Editor, data["id"])
     if editor is None or editor.session_version != data.get("v"):
         raise AccountError("This invitation has already been used or was withdrawn.")

@@ -20,6 +20,7 @@ from digest.mail.delivery import (
     queue_edition,
     resume_sending,
     sender_status,
+    staff_mailbox,
 )
 from digest.mail.message import build_message, personal_links
 from digest.models import (
@@ -29,7 +30,6 @@ from digest.models import (
     EditionStatus,
     Editor,
     Subscriber,
-    SubscriberStatus,
 )
 from digest.render import sample_personal
 
@@ -174,17 +174,9 @@ def send_test(
     It goes through the delivery ledger like any mail. An editor who is not a subscriber gets
     a pending subscriber row (never sent digests) so the ledger has someone to deliver to.
     """
-    subscriber = session.scalar(select(Subscriber).where(Subscriber.email == editor.email))
-    if subscriber is None:
-        subscriber = Subscriber(
-            email=editor.email,
-            status=SubscriberStatus.PENDING,
-            language=str(config.get("DEFAULT_LANGUAGE", "fr")),
-            consent_source="editor-test",
-            created_at=now,
-        )
-        session.add(subscriber)
-        session.flush()
+    subscriber = staff_mailbox(
+        session, editor.email, "editor-test", str(config.get("DEFAULT_LANGUAGE", "fr")), now
+    )
     preview = build_preview(session, edition, config, subscriber=subscriber, now=now)
     delivery = enqueue_message(
         session,

@@ -232,7 +232,7 @@ def test_building_from_the_desk_then_pinning_another_lead(app: Flask) -> None:
     assert edition.snapshot["lead"]["article_id"] == other.id
     html = client.get("/admin/?date=2024-04-29").get_data(as_text=True)
     assert "Unpin the lead" in html
-    lead_block = html[html.index(f'id="article-{other.id}"'):]
+    lead_block = html[html.index(f'id="article-{other.id}"') :]
     assert 'class="badge lead"' in lead_block[: lead_block.index("</h3>")]
     assert client.post("/admin/editions/2024-04-29/unpin").status_code == 303
     db.session.expire_all()

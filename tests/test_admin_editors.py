@@ -4,21 +4,42 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
+from collections.abc import Callable, Iterator
+from email.message import EmailMessage
+from pathlib import Path
 
 import pytest
 from flask import Flask
+from itsdangerous.timed import TimestampSigner
 
 from digest import accounts
 from digest.extensions import db
-from digest.models import AuditEvent, Editor
+from digest.mail.delivery import deliver_pending
+from digest.mail.transports import app_transport, memory_outbox
+from digest.models import AuditEvent, Editor, Subscriber, SubscriberStatus
 from tests.admin_fixtures import PASSWORD, log_in, logged_in_client, make_editor
+from tests.conftest import make_test_app
+from tests.smtpd import RecordingHandler, smtp_server
+
+NOW = dt.datetime(2026, 11, 28, 9, 0, tzinfo=dt.UTC)
+
+
+def _invite_path(message: EmailMessage) -> str:
+    """The invitation link's path, read from the plain-text part of the mail."""
+    text = message.get_body(("plain",)).get_content()
+    return re.search(r"http://digest\.test(/admin/invite/\S+)", text).group(1)
 
 
 def _invite(client, email: str, role: str = "editor") -> str:  # type: ignore[no-untyped-def]
+    """Invite ``email`` and return the link's path from the mail a worker delivered."""
     response = client.post("/admin/editors/invite", data={"email": email, "role": role})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    html = response.get_data(as_text=True)
-    return re.search(r'id="invite-url">http://digest\.test([^<]+)<', html).group(1)
+    assert response.status_code == 303, response.get_data(as_text=True)
+    app = client.application
+    deliver_pending(db.session, app_transport(app), dt.datetime.now(dt.UTC))
+    address = email.strip().lower()
+    mails = [m for m in memory_outbox(app) if m["To"] == address]
+    return _invite_path(mails[-1])
 
 
 def test_editors_without_the_admin_role_cannot_manage_editors(app: Flask) -> None:
@@ -157,3 +178,141 @@ def test_changing_your_password_keeps_you_in_and_ends_other_sessions(app: Flask)
     assert there.get("/admin/").status_code == 302
     assert log_in(app.test_client(), "me@digest.test").status_code == 401
     assert log_in(app.test_client(), "me@digest.test", "a new passphrase").status_code == 302
+
+
+@pytest.fixture
+def smtp_app(database_url: str, tmp_path: Path) -> Iterator[tuple[Flask, RecordingHandler]]:
+    """An app whose mail goes to a real SMTP server on loopback."""
+    with smtp_server() as (handler, port):
+        app = make_test_app(database_url, tmp_path, MAIL_URL=f"smtp://127.0.0.1:{port}")
+        with app.app_context():
+            db.drop_all()
+            db.create_all()
+            yield app, handler
+            db.session.remove()
+            db.drop_all()
+            app_transport(app).close()
+            db.engine.dispose()
+
+
+def test_the_invitation_is_emailed_over_smtp_and_never_shown_on_screen(
+    smtp_app: tuple[Flask, RecordingHandler],
+) -> None:
+    app, handler = smtp_app
+    admin = logged_in_client(app, "admin")
+    response = admin.post(
+        "/admin/editors/invite", data={"email": "Nouvelle@Digest.test", "role": "editor"}
+    )
+    assert response.status_code == 303
+    page = admin.get("/admin/editors").get_data(as_text=True)
+    assert "Invitation emailed to nouvelle@digest.test" in page
+    assert "/admin/invite/" not in page
+    assert "mail queued" in page
+    # Nothing leaves from the request: a worker hands the ledger's row to the SMTP server.
+    assert handler.received == []
+    deliver_pending(db.session, app_transport(app), dt.datetime.now(dt.UTC))
+    [received] = handler.received
+    assert received.recipient == "nouvelle@digest.test"
+    message = received.message
+    assert message["Subject"] == "You are invited to the Le Digest editor's desk"
+    assert message["From"] == "Le Digest <digest@digest.test>"
+    html_part = message.get_body(("html",)).get_content()
+    path = _invite_path(message)
+    assert f'href="http://digest.test{path}"' in html_part
+    assert "mail sent" in admin.get("/admin/editors").get_data(as_text=True)
+    # The mailbox row is no reader: no digest goes to it.
+    mailbox = db.session.scalar(
+        db.select(Subscriber).where(Subscriber.email == "nouvelle@digest.test")
+    )
+    assert mailbox.status == SubscriberStatus.PENDING
+
+    newcomer = app.test_client()
+    assert "nouvelle@digest.test" in newcomer.get(path).get_data(as_text=True)
+    joined = newcomer.post(path, data={"password": PASSWORD, "password_again": PASSWORD})
+    assert joined.status_code == 303
+    assert newcomer.get("/admin/").status_code == 200
+    reused = app.test_client().get(path)
+    assert reused.status_code == 400
+    text = reused.get_data(as_text=True)
+    assert "already been used" in text and 'name="password"' not in text
+    assert 'href="/admin/login"' in text
+    # Joined: no second invitation for them.
+    joined_editor = accounts.find_editor(db.session, "nouvelle@digest.test")
+    admin.post(f"/admin/editors/{joined_editor.id}/reinvite")
+    assert "has already joined" in admin.get("/admin/editors").get_data(as_text=True)
+
+
+def test_resending_an_invitation_withdraws_the_earlier_link(app: Flask) -> None:
+    admin = logged_in_client(app, "admin")
+    first = _invite(admin, "later@digest.test")
+    editor = accounts.find_editor(db.session, "later@digest.test")
+    assert admin.post(f"/admin/editors/{editor.id}/reinvite").status_code == 303
+    deliver_pending(db.session, app_transport(app), dt.datetime.now(dt.UTC))
+    second = _invite_path([m for m in memory_outbox(app) if m["To"] == "later@digest.test"][-1])
+    assert second != first
+    withdrawn = app.test_client().get(first)
+    assert withdrawn.status_code == 400
+    assert "already been used or was withdrawn" in withdrawn.get_data(as_text=True)
+    assert app.test_client().get(second).status_code == 200
+    assert admin.post("/admin/editors/4242/reinvite").status_code == 404
+    events = db.session.scalars(
+        db.select(AuditEvent.action).where(AuditEvent.target == "later@digest.test")
+    ).all()
+    assert sorted(events) == ["editor.invite", "editor.reinvite"]
+
+
+def test_an_invitation_reaches_an_address_that_unsubscribed_from_the_digest(app: Flask) -> None:
+    db.session.add(
+        Subscriber(email="former@digest.test", language="fr", status=SubscriberStatus.UNSUBSCRIBED)
+    )
+    db.session.commit()
+    admin = logged_in_client(app, "admin")
+    path = _invite(admin, "former@digest.test")
+    assert app.test_client().get(path).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("mangle", "message"),
+    [
+        (lambda path: path[:-3], "not valid"),
+        (lambda path: path + "x", "not valid"),
+        (lambda path: "/admin/invite/" + "A" * 4000, "not valid"),
+        (lambda path: "/admin/invite/%00%0d%0a", "not valid"),
+    ],
+)
+def test_a_broken_invitation_link_gives_a_clear_page(
+    app: Flask, mangle: Callable[[str], str], message: str
+) -> None:
+    admin = logged_in_client(app, "admin")
+    path = _invite(admin, "broken@digest.test")
+    response = app.test_client().get(mangle(path))
+    assert response.status_code == 400
+    text = response.get_data(as_text=True)
+    assert message in text and "ask" in text.lower() and 'name="password"' not in text
+    posted = app.test_client().post(mangle(path), data={"password": PASSWORD})
+    assert posted.status_code == 400
+    assert accounts.is_invited(accounts.find_editor(db.session, "broken@digest.test"))
+
+
+def test_an_expired_invitation_link_says_so_and_how_to_get_another(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    editor = accounts.create_editor(db.session, "slow@digest.test", None, "editor")
+    eight_days_ago = int(time.time()) - 8 * 86400
+    # The token is signed with the time it was made: make it eight days old.
+    with monkeypatch.context() as patch, app.test_request_context():
+        patch.setattr(TimestampSigner, "get_timestamp", lambda self: eight_days_ago)
+        accounts.queue_invitation(
+            db.session, editor, lambda token: f"http://digest.test/admin/invite/{token}", NOW
+        )
+    db.session.commit()
+    deliver_pending(db.session, app_transport(app), NOW)
+    path = _invite_path(memory_outbox(app)[-1])
+    response = app.test_client().get(path)
+    assert response.status_code == 400
+    text = response.get_data(as_text=True)
+    assert "This invitation has expired: ask an admin for a new one." in text
+    assert 'name="password"' not in text
+    refused = app.test_client().post(path, data={"password": PASSWORD, "password_again": PASSWORD})
+    assert refused.status_code == 400
+    assert log_in(app.test_client(), "slow@digest.test").status_code == 401

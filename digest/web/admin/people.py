@@ -31,26 +31,36 @@ def _editor_or_404(editor_id: int) -> Editor:
 @bp.route("/editors", endpoint="editors")
 @admin_required
 def editors_page() -> ResponseReturnValue:
-    """Every editor with role and lock state, and the invitation form."""
+    """Every editor with role and lock state, how their invitation mail went, the invite form."""
     return render_template(
         "web/admin/editors.html",
         editors=accounts.list_editors(db.session),
         roles=accounts.ROLES,
-        invite_url=None,
+        invitations=accounts.invitation_mails(db.session),
+        is_invited=accounts.is_invited,
         now=now(),
         as_utc=accounts.as_utc,
     )
 
 
+def _invite_link(token: str) -> str:
+    return current_app.config["PUBLIC_URL"] + url_for("admin.accept_invite", token=token)
+
+
 @bp.route("/editors/invite", methods=["POST"])
 @admin_required
 def invite_editor() -> ResponseReturnValue:
-    """Create an account without a password and show the link that lets them choose one."""
+    """Create an account without a password and mail the invitee a link to choose one.
+
+    The link is not shown here: it goes to the invitee's mailbox only, and a lost or
+    undelivered mail is answered with "Resend", which withdraws the earlier link.
+    """
     email = request.form.get("email", "")
     role = request.form.get("role", "editor")
     moment = now()
     try:
         editor = accounts.create_editor(db.session, email, None, role, moment)
+        accounts.queue_invitation(db.session, editor, _invite_link, moment)
     except accounts.AccountError as error:
         db.session.rollback()
         flash(str(error), "error")
@@ -65,17 +75,33 @@ def invite_editor() -> ResponseReturnValue:
         ip=client_ip(),
     )
     db.session.commit()
-    token = accounts.make_invite_token(editor, current_app.config["SECRET_KEY"])
-    link = current_app.config["PUBLIC_URL"] + url_for("admin.accept_invite", token=token)
-    flash(f"Invitation for {editor.email} created: send them the link below.", "info")
-    return render_template(
-        "web/admin/editors.html",
-        editors=accounts.list_editors(db.session),
-        roles=accounts.ROLES,
-        invite_url=link,
-        now=moment,
-        as_utc=accounts.as_utc,
+    flash(f"Invitation emailed to {editor.email}: the link in it is valid 7 days.", "info")
+    return redirect(url_for("admin.editors")), 303
+
+
+@bp.route("/editors/<int:editor_id>/reinvite", methods=["POST"])
+@admin_required
+def reinvite_editor(editor_id: int) -> ResponseReturnValue:
+    """Mail a new invitation (the earlier links stop working)."""
+    editor = _editor_or_404(editor_id)
+    moment = now()
+    try:
+        accounts.queue_invitation(db.session, editor, _invite_link, moment)
+    except accounts.AccountError as error:
+        db.session.rollback()
+        flash(str(error), "error")
+        return redirect(url_for("admin.editors")), 303
+    audit.record(
+        db.session,
+        "editor.reinvite",
+        moment,
+        editor=current_editor(),
+        target=editor.email,
+        ip=client_ip(),
     )
+    db.session.commit()
+    flash(f"A new invitation is on its way to {editor.email}; older links stop working.", "info")
+    return redirect(url_for("admin.editors")), 303
 
 
 @bp.route("/editors/<int:editor_id>/role", methods=["POST"])
