@@ -58,6 +58,7 @@ __all__ = [
     "deliver_pending",
     "edition_categories",
     "enqueue_message",
+    "finish_editions",
     "queue_edition",
     "send_edition",
 ]
@@ -204,6 +205,46 @@ def queue_edition(session: Session, edition: Edition, now: dt.datetime) -> int:
         added += len(session.execute(statement, rows).all())
     session.commit()
     return added
+
+
+# Rows that still have somewhere to go: an edition with one of these is not finished.
+OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.FAILED)
+
+
+def finish_editions(
+    session: Session, now: dt.datetime, delivery_ids: Sequence[int] | None = None
+) -> int:
+    """Mark "sent" every sending edition whose deliveries all have a final state.
+
+    Its finished time is its last message's ``sent_at`` (``now`` when none was accepted).
+    Called by each sender after each batch, so the edition is finished by whichever process
+    delivers its last message; ``delivery_ids`` limits the check to the batch's editions.
+    One conditional UPDATE: two senders finishing at once both run it, the second changes
+    nothing. An edition with no deliveries yet is left alone (its rows may be being queued).
+    """
+    here = Delivery.edition_id == Edition.id
+    statement = (
+        update(Edition)
+        .where(
+            Edition.status == EditionStatus.SENDING,
+            select(Delivery.id).where(here).exists(),
+            ~select(Delivery.id).where(here, Delivery.state.in_(OPEN_STATES)).exists(),
+        )
+        .values(
+            status=EditionStatus.SENT,
+            sent_at=func.coalesce(
+                select(func.max(Delivery.sent_at)).where(here).scalar_subquery(), now
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if delivery_ids is not None:
+        statement = statement.where(
+            Edition.id.in_(select(Delivery.edition_id).where(Delivery.id.in_(delivery_ids)))
+        )
+    finished = int(session.execute(statement).rowcount or 0)
+    session.commit()
+    return finished
 
 
 def pending_count(session: Session, now: dt.datetime, edition: Edition | None = None) -> int:
@@ -414,6 +455,9 @@ def deliver_pending(
             # Nothing of this batch stays in flight past it (release_claims below must not
             # put back a row whose "sent" is still on its way).
             ledger.settle()
+            # Whichever sender delivers an edition's last message finishes the edition (after
+            # the settle above, so this batch's outcomes are all visible).
+            finish_editions(session, clock(), claimed)
             if remaining is not None:
                 remaining -= len(claimed)
             if stopped:
@@ -1057,7 +1101,10 @@ def send_edition(
         )
         or 0
     )
+    # The sender finished it if its last message went in this run; reread what it wrote.
+    session.refresh(edition)
     if remaining == 0 and edition.status != EditionStatus.SENT:
+        # Nobody to send to (or every row was already final): finished now.
         edition.status = EditionStatus.SENT
         edition.sent_at = now
         session.commit()
