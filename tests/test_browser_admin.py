@@ -25,11 +25,8 @@ from tests.smtpd import RecordingHandler, smtp_server
 ARTIFACTS = Path(os.environ.get("DIGEST_TEST_ARTIFACTS", PROJECT_ROOT / "test-artifacts"))
 EDITOR = "desk@digest.test"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.no_db,
-    needs_chromium,
-]
+# Runs once per database (the `database_url` fixture): SQLite and PostgreSQL.
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 @pytest.fixture
@@ -40,17 +37,21 @@ def smtp() -> Iterator[tuple[RecordingHandler, int]]:
 
 
 @pytest.fixture
-def live(tmp_path: Path, smtp: tuple[RecordingHandler, int]) -> Iterator[tuple[Flask, str]]:
+def live(
+    database_url: str, tmp_path: Path, smtp: tuple[RecordingHandler, int]
+) -> Iterator[tuple[Flask, str]]:
     """The app served over HTTP on loopback, with CSRF on and mail going to the SMTP server."""
     _, port = smtp
     app = make_test_app(
-        f"sqlite:///{tmp_path / 'browser.db'}",
+        database_url,
         tmp_path,
         WTF_CSRF_ENABLED=True,
         MAIL_URL=f"smtp://127.0.0.1:{port}",
         TIMEZONE="UTC",
     )
     with app.app_context():
+        # The PostgreSQL database outlives the test: start from an empty schema.
+        db.drop_all()
         db.create_all()
         accounts.create_editor(db.session, EDITOR, PASSWORD, "editor", NOON)
         add_article(
@@ -86,16 +87,25 @@ def live(tmp_path: Path, smtp: tuple[RecordingHandler, int]) -> Iterator[tuple[F
         db.session.remove()
     with served(app) as url:
         yield app, url
+    with app.app_context():
+        db.drop_all()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Debian Chromium for the module: the two database runs share its start-up."""
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
-def page() -> Iterator[Any]:
-    """A fresh page in Debian's Chromium."""
-    with chromium() as browser:
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(15000)
-        yield context.new_page()
-        context.close()
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page in its own browser context (no cookies carried between runs)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15000)
+    yield context.new_page()
+    context.close()
 
 
 def _deliver(app: Flask) -> None:
@@ -112,9 +122,11 @@ def _item(page: Any, title: str, scope: Any = None) -> Any:
     return (scope or page).locator("article.item").filter(has=page.locator("h3", has_text=title))
 
 
-def _shot(page: Any, name: str) -> None:
+def _shot(page: Any, app: Flask, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"admin-{name}.png"), full_page=True)
+    # One set of screenshots per database run.
+    backend = str(app.config["DATABASE_URL"]).split(":")[0].split("+")[0]
+    page.screenshot(path=str(ARTIFACTS / f"admin-{backend}-{name}.png"), full_page=True)
 
 
 def test_an_editor_corrects_pins_tests_and_sends_the_edition(
@@ -139,7 +151,7 @@ def test_an_editor_corrects_pins_tests_and_sends_the_edition(
     expect(page.get_by_role("heading", name="Desk · 2024-04-29")).to_be_visible()
     wheat = _item(page, "Hausse du prix du blé")
     expect(wheat).to_have_class("item flagged")
-    _shot(page, "1-desk")
+    _shot(page, app, "1-desk")
 
     # The sport-only variant has no wheat story until an editor files it under sport.
     page.goto(f"{edition_url}?cat=sport")
@@ -157,7 +169,7 @@ def test_an_editor_corrects_pins_tests_and_sends_the_edition(
     page.goto(f"{edition_url}?cat=sport")
     phone = page.frame_locator('iframe[title="Email on a phone"]')
     expect(phone.get_by_text("Hausse du prix du blé").first).to_be_visible()
-    _shot(page, "2-preview-after-correction")
+    _shot(page, app, "2-preview-after-correction")
 
     # Pin another lead.
     page.goto(f"{base}/admin/?date={DAY.isoformat()}")
@@ -168,7 +180,7 @@ def test_an_editor_corrects_pins_tests_and_sends_the_edition(
     expect(page.get_by_text("leads the edition")).to_be_visible()
     expect(derby.locator(".badge.lead")).to_be_visible()
     expect(page.locator(".badge.lead")).to_have_count(1)
-    _shot(page, "3-lead-pinned")
+    _shot(page, app, "3-lead-pinned")
 
     # Send me a test: it goes through the ledger, a worker hands it to the SMTP server.
     page.goto(edition_url)
@@ -193,6 +205,6 @@ def test_an_editor_corrects_pins_tests_and_sends_the_edition(
     expect(page.locator(".done-flag")).to_be_visible()
     expect(page.locator('[data-count="status"]')).to_have_text("sent")
     expect(page.locator(".progress")).to_have_attribute("aria-valuenow", "100")
-    _shot(page, "4-sent")
+    _shot(page, app, "4-sent")
     readers = sorted(r.recipient for r in handler.received if r.recipient != EDITOR)
     assert readers == ["reader0@example.org", "reader1@example.org", "reader2@example.org"]
