@@ -62,9 +62,7 @@ def test_a_worker_run_finishes_the_edition_nobody_is_watching(
     for number in range(5):
         _reader(f"r{number}@ex.org")
     # One mailbox is full for now (a 4xx): its message waits for a retry.
-    handler.rcpt_policy = lambda rcpt: (
-        "452 4.2.2 mailbox full" if rcpt == "r3@example.org" else None
-    )
+    handler.rcpt_policy = lambda rcpt: "452 4.2.2 mailbox full" if rcpt == "r3@ex.org" else None
     client = logged_in_client(app)
     assert client.post(f"{EDITION}/send").status_code == 303
     assert _edition().status == EditionStatus.SENDING
