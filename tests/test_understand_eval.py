@@ -92,6 +92,14 @@ def test_story_dev_set_has_no_false_merges() -> None:
     assert report.false_merges == []
 
 
+def test_same_event_in_other_words_and_languages_is_found() -> None:
+    # Measles in French, English and Spanish ("écoles", "schools", "escuelas"); the Cannes
+    # festival named two ways, "en compétition" and "en lice". Other vaccination campaigns,
+    # school stories and contenders in the file stay apart (see the test above).
+    report = evaluate_stories(read_labelled_path(DATA / "stories_dev.tsv"))
+    assert report.missed == []
+
+
 def test_read_labelled_reports_the_bad_line() -> None:
     with pytest.raises(LabelledFileError, match=r"x\.tsv:3: label 'weather'"):
         read_labelled("text\tlabel\nA\tsport\nB\tweather\n", "x.tsv", labels=CATEGORIES)
