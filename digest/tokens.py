@@ -7,7 +7,10 @@ purpose and when it was issued, signed with the app's SECRET_KEY (itsdangerous).
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hmac
+import zlib
 from typing import Any
 
 from flask import current_app
@@ -86,6 +89,40 @@ def make_token(
     if extra:
         payload["x"] = extra
     return str(_serializer().dumps(payload))
+
+
+class LinkSigner:
+    """``make_token`` for many subscribers in a row (a digest run): the same tokens, made in
+    a few microseconds instead of tens, because the signing key is derived once and the
+    small payload is written directly. Tests check it matches ``make_token`` exactly."""
+
+    def __init__(self, secret_key: str | bytes) -> None:
+        self._serializer = URLSafeSerializer(secret_key, salt=_SALT)
+        signer = self._serializer.make_signer()
+        self._separator: bytes = signer.sep
+        self._mac = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
+
+    def make(self, subscriber_id: int, token_version: int | None, purpose: str, issued: int) -> str:
+        """The token ``make_token`` gives for this subscriber and purpose at ``issued`` (epoch)."""
+        if purpose not in PURPOSES:
+            raise ValueError(f"unknown token purpose {purpose!r}; expected one of {PURPOSES}")
+        # Compact JSON, keys in make_token's order; the values are ints and a known word.
+        payload = (
+            f'{{"s":{int(subscriber_id)},"v":{int(token_version or 1)},'
+            f'"p":"{purpose}","t":{int(issued)}}}'
+        ).encode("ascii")
+        if len(zlib.compress(payload)) < len(payload) - 1:
+            # The serializer would send this one compressed: let it.
+            return str(
+                self._serializer.dumps(
+                    {"s": subscriber_id, "v": token_version or 1, "p": purpose, "t": issued}
+                )
+            )
+        body = base64.urlsafe_b64encode(payload).rstrip(b"=")
+        mac = self._mac.copy()
+        mac.update(body)
+        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")
+        return (body + self._separator + signature).decode("ascii")
 
 
 def default_max_age(purpose: str) -> dt.timedelta | None:

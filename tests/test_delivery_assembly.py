@@ -16,11 +16,12 @@ from digest.compose import compose_edition
 from digest.extensions import db
 from digest.mail.delivery import deliver_pending, queue_edition
 from digest.mail.fast import AssemblyError, PreparedVariant
-from digest.mail.message import build_message, personal_links
-from digest.mail.transports import get_transport
+from digest.mail.message import PersonalLinks, build_message, personal_links
+from digest.mail.transports import NoLeadingDots, get_transport
 from digest.models import Article, Delivery, Edition, Subscriber, SubscriberStatus
 from digest.render import render_variant
-from digest.tokens import read_token
+from digest.tokens import make_token, read_token
+from tests.smtpd import smtp_server
 
 DAY = dt.date(2026, 11, 28)
 NOW = dt.datetime(2026, 11, 28, 6, 0, tzinfo=dt.UTC)
@@ -228,3 +229,58 @@ def test_every_delivered_digest_equals_the_slow_build(app: Flask) -> None:
         assert_same_message(kept.raw, slow)
         assert kept.get("List-Unsubscribe-Post") == "List-Unsubscribe=One-Click"
     assert db.session.get(Subscriber, bad.id).status == SubscriberStatus.ACTIVE  # type: ignore[union-attr]
+
+
+def test_no_line_of_a_digest_starts_with_a_dot_and_smtp_delivers_it_unchanged(
+    app: Flask,
+) -> None:
+    # The transport skips dot-stuffing for fast-assembled digests: that is only right if
+    # no line of them starts with "." (a title that is a lone dot, dots at wrap points).
+    edition = day_with_articles()
+    rendered = render_variant(edition, "fr", ["economy", "politics"])
+    prepared = PreparedVariant(rendered, app.config)
+    personal = {
+        "greeting": "." * 200 + "Bonjour,",
+        "name": "Nadia",
+        "unsubscribe_url": "https://digest.test/unsubscribe/" + "." * 150,
+        "manage_url": "https://digest.test/manage/" + "x" * 73 + ".." * 40,
+        "web_url": "https://digest.test/archive/2026-11-28",
+    }
+    fast = prepared.assemble("r@example.org", personal, NOW, "<m@digest.test>")
+    assert isinstance(fast, NoLeadingDots)
+    assert not fast.startswith(b".") and b"\n." not in fast
+    slow = build_message(
+        rendered, "r@example.org", personal, app.config, now=NOW, message_id="<m@digest.test>"
+    ).as_bytes(policy=policy.SMTP)
+    assert b"\n." in slow  # the same content, encoded the usual way, does have such lines
+    assert_same_message(fast, slow)
+    for line in fast.split(b"\r\n"):
+        if line.startswith(b"=2E"):
+            assert len(line) <= 76
+    # Through a real SMTP server: the stuffed and the unstuffed path both arrive intact.
+    with smtp_server() as (handler, port):
+        transport = get_transport(f"smtp://127.0.0.1:{port}")
+        transport.send(fast, "digest@digest.test", ["fast@example.org"])
+        transport.send(slow, "digest@digest.test", ["slow@example.org"])
+        transport.close()
+    received = {item.recipient: item.data for item in handler.received}
+    assert received["fast@example.org"].replace(b"\r\n", b"\n") == fast.replace(b"\r\n", b"\n")
+    assert received["slow@example.org"].replace(b"\r\n", b"\n") == slow.replace(b"\r\n", b"\n")
+
+
+def test_run_links_equal_personal_links_and_lead_back_to_their_reader(app: Flask) -> None:
+    edition = day_with_articles()
+    readers = add_readers()
+    readers.append(Subscriber(email="xx@example.org", language="de", status="active"))
+    db.session.add(readers[-1])
+    db.session.commit()
+    links = PersonalLinks(edition, app.config)
+    for reader in readers:
+        fast = links(reader, NOW)
+        slow = personal_links(reader, edition)
+        for purpose in ("unsubscribe", "manage"):
+            token = fast.pop(f"{purpose}_url").rsplit("/", 1)[1]
+            assert token == make_token(reader, purpose, now=NOW)
+            assert read_token(db.session, token, purpose).id == reader.id
+            del slow[f"{purpose}_url"]
+        assert fast == slow

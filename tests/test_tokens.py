@@ -107,3 +107,23 @@ def test_unknown_purposes_and_unsaved_subscribers_are_programming_errors(app: Fl
         tokens.make_token(_subscriber(), "everything")
     with pytest.raises(ValueError, match="flushed"):
         tokens.make_token(Subscriber(email="x@example.org"), "manage")
+
+
+def test_the_run_signer_makes_exactly_make_tokens_tokens(app: Flask) -> None:
+    signer = tokens.LinkSigner(app.config["SECRET_KEY"])
+    reader = _subscriber()
+    for version in (None, 1, 9):
+        reader.token_version = version
+        for purpose in tokens.PURPOSES:
+            for when in (NOW, NOW + dt.timedelta(days=400), dt.datetime(1970, 1, 1, tzinfo=dt.UTC)):
+                made = signer.make(reader.id, version, purpose, int(when.timestamp()))
+                assert made == tokens.make_token(reader, purpose, now=when)
+    reader.token_version = 1
+    made = signer.make(reader.id, 1, "manage", int(NOW.timestamp()))
+    assert tokens.read_token(db.session, made, "manage", now=NOW) is reader
+    with pytest.raises(ValueError):
+        signer.make(reader.id, 1, "anything", 0)
+    # Another key's tokens are not this site's.
+    foreign = tokens.LinkSigner("another key").make(reader.id, 1, "manage", 0)
+    with pytest.raises(tokens.Invalid):
+        tokens.read_token(db.session, foreign, "manage", now=NOW)

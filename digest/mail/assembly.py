@@ -13,11 +13,12 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy.orm import Session
 
 from digest.mail.fast import PreparedVariant
+from digest.mail.message import PersonalLinks
 from digest.mail.signing import DkimSigner
 from digest.models import Edition, Subscriber
 
@@ -35,13 +36,30 @@ class LedgerRow(Protocol):
     payload: dict[str, Any] | None
 
 
+class Addressee(Protocol):
+    """Who a message is for: a ``Subscriber`` or the sender's plain ``Reader``."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def email(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def categories(self) -> list[str] | None: ...
+    @property
+    def token_version(self) -> int | None: ...
+
+
 def message_id_for(delivery: LedgerRow, domain: str) -> str:
     """A Message-ID stable across retries of one delivery, so receivers can drop a repeat."""
     stamp = int(delivery.created_at.timestamp()) if delivery.created_at else 0
     return f"<{delivery.kind}.{delivery.id}.{stamp}@{domain}>"
 
 
-def recipient_header(subscriber: Subscriber) -> str:
+def recipient_header(subscriber: Addressee) -> str:
     """``To:`` value with the subscriber's name when known."""
     if subscriber.name:
         return str(Address(display_name=subscriber.name, addr_spec=subscriber.email))
@@ -50,7 +68,7 @@ def recipient_header(subscriber: Subscriber) -> str:
 
 def build_transactional(
     delivery: LedgerRow,
-    subscriber: Subscriber,
+    subscriber: Addressee,
     config: Mapping[str, Any],
     now: dt.datetime,
     message_id: str,
@@ -84,9 +102,13 @@ class MessageFactory:
         self.signer = DkimSigner.from_config(config)
         self._editions: dict[int, Edition] = {}
         self._variants: dict[tuple[int, str, tuple[str, ...]], tuple[Any, PreparedVariant]] = {}
+        # (edition, language, the reader's own category list) -> the variant: per message a
+        # dictionary lookup instead of working out which categories the edition has.
+        self._by_preferences: dict[tuple[Any, ...], tuple[Any, PreparedVariant]] = {}
+        self._links: dict[int, PersonalLinks] = {}
 
     def assemble(
-        self, delivery: LedgerRow, subscriber: Subscriber, now: dt.datetime
+        self, delivery: LedgerRow, subscriber: Addressee, now: dt.datetime
     ) -> tuple[str, bytes]:
         """Return (Message-ID, message bytes) for one delivery."""
         message_id = message_id_for(delivery, self.domain)
@@ -109,15 +131,19 @@ class MessageFactory:
             self._editions[edition_id] = edition
         return edition
 
-    def variant(self, edition: Edition, subscriber: Subscriber) -> Any:
+    def variant(self, edition: Edition, subscriber: Addressee) -> Any:
         """The rendered variant for the subscriber's language and categories (cached)."""
         return self.prepared(edition, subscriber)[0]
 
-    def prepared(self, edition: Edition, subscriber: Subscriber) -> tuple[Any, PreparedVariant]:
+    def prepared(self, edition: Edition, subscriber: Addressee) -> tuple[Any, PreparedVariant]:
         """The rendered variant and its pre-encoded form, made once per run."""
         from digest.mail.delivery import edition_categories
         from digest.render import render_variant
 
+        preferences = (edition.id, subscriber.language, *(subscriber.categories or ()))
+        known = self._by_preferences.get(preferences)
+        if known is not None:
+            return known
         present = edition_categories(edition)
         wanted = set(subscriber.categories or ())
         categories = tuple(c for c in present if c in wanted) or tuple(present)
@@ -127,20 +153,29 @@ class MessageFactory:
             rendered = render_variant(edition, subscriber.language, categories, self.config)
             cached = (rendered, PreparedVariant(rendered, self.config))
             self._variants[key] = cached
+        self._by_preferences[preferences] = cached
         return cached
 
     def _digest(
-        self, delivery: LedgerRow, subscriber: Subscriber, now: dt.datetime, message_id: str
+        self, delivery: LedgerRow, subscriber: Addressee, now: dt.datetime, message_id: str
     ) -> bytes:
         from digest.mail.message import build_message, personal_links
 
         assert delivery.edition_id is not None
         edition = self.edition(delivery.edition_id)
         rendered, prepared = self.prepared(edition, subscriber)
-        personal = personal_links(subscriber, edition)
-        if self.slow:
-            message = build_message(
-                rendered, subscriber.email, personal, self.config, now=now, message_id=message_id
-            )
-            return message.as_bytes(policy=WIRE)
-        return prepared.assemble(subscriber.email, personal, now, message_id)
+        if not self.slow:
+            links = self._links.get(edition.id)
+            if links is None:
+                links = self._links[edition.id] = PersonalLinks(edition, self.config)
+            return prepared.assemble(subscriber.email, links(subscriber, now), now, message_id)
+        # The reference path reads the reader the way the rest of the app does.
+        message = build_message(
+            rendered,
+            subscriber.email,
+            personal_links(cast(Subscriber, subscriber), edition),
+            self.config,
+            now=now,
+            message_id=message_id,
+        )
+        return message.as_bytes(policy=WIRE)

@@ -23,6 +23,7 @@ from email.headerregistry import Address
 from email.utils import format_datetime, parseaddr
 from typing import Any
 
+from digest.mail.transports import NoLeadingDots
 from digest.render import RenderedVariant, brand_name
 
 CRLF = b"\r\n"
@@ -43,8 +44,37 @@ def _clean(value: str) -> str:
 
 
 def _qp(data: str) -> bytes:
-    """Quoted-printable with CRLF hard breaks, lines of at most 76 characters."""
-    return binascii.b2a_qp(data.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+    """Quoted-printable with CRLF hard breaks, lines of at most 76 characters, and no line
+    starting with "." (see ``_escape_leading_dots``)."""
+    encoded = binascii.b2a_qp(data.encode("utf-8"), istext=True).replace(b"\n", CRLF)
+    if encoded.startswith(b".") or b"\n." in encoded:
+        return _escape_leading_dots(encoded)
+    return encoded
+
+
+def _escape_leading_dots(encoded: bytes) -> bytes:
+    """Write a "." that starts a quoted-printable line as "=2E" (the same character).
+
+    Every piece starts at column 0, so once no line of any piece starts with a dot, no line
+    of the message does, and the SMTP transport can skip dot-stuffing, a scan of the whole
+    message per reader. A line made longer than 76 characters is split with a soft break
+    (never inside an "=XX" escape); a part that then starts with a dot is escaped in turn.
+    """
+    lines: list[bytes] = []
+    for line in encoded.split(CRLF):
+        while line.startswith(b"."):
+            line = b"=2E" + line[1:]
+            if len(line) <= 76:
+                break
+            cut = 75
+            if line[cut - 1 : cut] == b"=":
+                cut -= 1
+            elif line[cut - 2 : cut - 1] == b"=":
+                cut -= 2
+            lines.append(line[:cut] + b"=")
+            line = line[cut:]
+        lines.append(line)
+    return CRLF.join(lines)
 
 
 def _header(name: str, value: Any) -> bytes:
@@ -185,7 +215,9 @@ class PreparedVariant:
         out.append(self.next_delimiter)
         self.html.render(out, personal)
         out.append(self.closing)
-        return b"".join(out)
+        # Headers fold with leading white space, boundaries start with "--", and every
+        # quoted-printable piece went through _qp: no line starts with a dot.
+        return NoLeadingDots(b"".join(out))
 
 
 def _list_header(name: str, value: str) -> bytes:

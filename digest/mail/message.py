@@ -10,13 +10,16 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import current_app
 from flask_babel import force_locale
 
 from digest.models import Edition, Subscriber
-from digest.render import RenderedVariant, archive_url, brand_name, gettext
+
+if TYPE_CHECKING:
+    from digest.mail.assembly import Addressee
+from digest.render import RenderedVariant, archive_url, brand_name, email_domain, gettext
 
 _SLOT = re.compile(r"\{\{ digest_slot:([a-z_]+) \}\}")
 # Control characters in a header value would let a name inject headers or break folding.
@@ -119,6 +122,59 @@ def personal_links(subscriber: Subscriber, edition: Edition) -> dict[str, str]:
         # The web version opens in the reader's language, whatever their browser says.
         "web_url": f"{archive_url(config, edition.day)}?lang={language}",
     }
+
+
+class PersonalLinks:
+    """``personal_links`` for many readers of one edition, as a digest run needs it.
+
+    The per-language greetings and web address and the signing key are made once; per
+    reader only the name is cleaned and two tokens are signed (``LinkSigner``). The links
+    are issued at ``now`` (the moment of sending). Tests compare it with ``personal_links``.
+    """
+
+    def __init__(self, edition: Edition, config: Mapping[str, Any]) -> None:
+        from digest.tokens import LinkSigner
+
+        self.base = config["PUBLIC_URL"]
+        self.languages = config["LANGUAGES"]
+        self.default_language = config["DEFAULT_LANGUAGE"]
+        self.archive = archive_url(config, edition.day)
+        self.signer = LinkSigner(config["SECRET_KEY"])
+        # language -> (greeting with a %(name)s, greeting without a name, web version URL)
+        self._by_language: dict[str, tuple[str, str, str]] = {}
+
+    def _language_parts(self, language: str) -> tuple[str, str, str]:
+        parts = self._by_language.get(language)
+        if parts is None:
+            with force_locale(language):
+                parts = (
+                    email_domain.get_translations().ugettext("Hello %(name)s,"),
+                    gettext("Hello,"),
+                    f"{self.archive}?lang={language}",
+                )
+            self._by_language[language] = parts
+        return parts
+
+    def __call__(self, subscriber: Addressee, now: dt.datetime) -> dict[str, str]:
+        """The slot values ``personal_links`` gives, with links issued at ``now``."""
+        if subscriber.id is None:
+            raise ValueError("the subscriber must be flushed (have an id) before making a token")
+        language = (
+            subscriber.language if subscriber.language in self.languages else self.default_language
+        )
+        named, plain, web_url = self._language_parts(language)
+        name = _clean(subscriber.name or "").strip()
+        issued = int(now.timestamp())
+        make = self.signer.make
+        version = subscriber.token_version
+        return {
+            "greeting": named % {"name": name} if name else plain,
+            "name": name,
+            "unsubscribe_url": f"{self.base}/unsubscribe/"
+            + make(subscriber.id, version, "unsubscribe", issued),
+            "manage_url": f"{self.base}/manage/" + make(subscriber.id, version, "manage", issued),
+            "web_url": web_url,
+        }
 
 
 def _recipient(email: str, name: str) -> Address:
