@@ -1,34 +1,41 @@
-"""Run every ``bench/bench_*.py`` module's ``run()`` and print the lines it returns.
+"""Run the ``bench/bench_*.py`` modules' ``run()`` and print the lines they return.
 
-``python -m bench understand delivery`` runs only the named benchmarks.
+``python -m bench`` runs them all; ``python -m bench delivery render`` only those named;
+``--n N`` is passed to the benchmarks that take a size (``run(n=...)``, e.g. delivery).
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
+import inspect
 import sys
 from pathlib import Path
 
 
-def main(names: list[str]) -> int:
-    """Discover and run the benchmarks in name order (only ``names`` when given).
-
-    A failing benchmark is reported, not fatal; an unknown name is an error.
-    """
-    paths = sorted(Path(__file__).resolve().parent.glob("bench_*.py"))
-    known = [path.stem.removeprefix("bench_") for path in paths]
-    unknown = [name for name in names if name not in known]
+def main(argv: list[str] | None = None) -> int:
+    """Discover and run the benchmarks in name order; a failing one is reported, not fatal."""
+    available = {
+        path.stem.removeprefix("bench_"): path
+        for path in sorted(Path(__file__).resolve().parent.glob("bench_*.py"))
+    }
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(available))
+    parser.add_argument("--n", type=int, help="size for the benchmarks that take one")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in available]
     if unknown:
-        print(f"unknown benchmark {', '.join(unknown)}; known: {', '.join(known)}", file=sys.stderr)
-        return 2
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(available)}")
     failures = 0
-    for path in paths:
-        if names and path.stem.removeprefix("bench_") not in names:
+    for short, path in available.items():
+        if args.names and short not in args.names:
             continue
         name = f"bench.{path.stem}"
         print(f"== {name}", flush=True)
         try:
-            lines = importlib.import_module(name).run()
+            run = importlib.import_module(name).run
+            sized = args.n is not None and "n" in inspect.signature(run).parameters
+            lines = run(n=args.n) if sized else run()
         except Exception as error:  # a broken benchmark must not hide the others' figures
             failures += 1
             print(f"   FAILED: {type(error).__name__}: {error}", flush=True)
@@ -39,4 +46,4 @@ def main(names: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Table,
@@ -188,13 +189,18 @@ class Delivery(db.Model):
     """One message to one subscriber: a digest (edition set) or a transactional mail."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (UniqueConstraint("edition_id", "subscriber_id"),)
+    __table_args__ = (
+        UniqueConstraint("edition_id", "subscriber_id"),
+        # The sender's claim walks this index in order (state, then transactional mail
+        # before digests, oldest first) instead of sorting every queued row per batch.
+        Index("ix_deliveries_claim", "state", "edition_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), default="digest")  # "digest", "confirm", ...
     edition_id: Mapped[int | None] = mapped_column(ForeignKey("editions.id", ondelete="CASCADE"))
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
-    state: Mapped[str] = mapped_column(String(20), default=DeliveryState.QUEUED, index=True)
+    state: Mapped[str] = mapped_column(String(20), default=DeliveryState.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     last_reply: Mapped[str | None] = mapped_column(Text)

@@ -206,6 +206,11 @@ def queue_edition(session: Session, edition: Edition, now: dt.datetime) -> int:
         ]
         added += len(session.execute(statement, rows).all())
     session.commit()
+    if added >= 1000 and session.get_bind().dialect.name == "postgresql":
+        # Fresh statistics before the first claim: planned on the empty table's, a claim
+        # sorts every queued row instead of reading the claim index in order.
+        session.execute(text("ANALYZE deliveries"))
+        session.commit()
     return added
 
 
@@ -516,35 +521,48 @@ def _sent_since(session: Session, since: dt.datetime) -> int:
 def _claim(session: Session, token: str, now: dt.datetime, size: int) -> list[int]:
     """Atomically move up to ``size`` due rows to ``sending`` for this worker.
 
-    PostgreSQL: the inner SELECT ... FOR UPDATE SKIP LOCKED lets concurrent workers take
+    PostgreSQL: each inner SELECT ... FOR UPDATE SKIP LOCKED lets concurrent workers take
     disjoint batches without waiting on each other. SQLite has no row locks (the clause is
-    not rendered there); the single UPDATE runs under the database write lock, and only one
-    sender runs per SQLite database (WorkerLease), so batches cannot overlap either.
+    not rendered there); the UPDATEs run under the database write lock, and only one sender
+    runs per SQLite database (WorkerLease), so batches cannot overlap either.
+
+    Transactional mail (a confirmation someone is waiting for) goes before digests, and
+    retries that are due before first attempts. Each of the four kinds is one range of the
+    (state, edition_id, id) index read in order, so a claim reads about ``size`` index
+    entries however many rows wait (one query with an OR and a sort read them all: ~50 ms
+    per batch at 100,000 queued).
     """
-    due = (
-        select(Delivery.id)
-        .where(
-            or_(
-                Delivery.state == DeliveryState.QUEUED,
-                and_(Delivery.state == DeliveryState.FAILED, Delivery.next_attempt_at <= now),
-            )
+    queued = Delivery.state == DeliveryState.QUEUED
+    due_retry = and_(Delivery.state == DeliveryState.FAILED, Delivery.next_attempt_at <= now)
+    transactional, digest = Delivery.edition_id.is_(None), Delivery.edition_id.is_not(None)
+    kinds = (
+        (transactional, due_retry),
+        (transactional, queued),
+        (digest, due_retry),
+        (digest, queued),
+    )
+    ids: list[int] = []
+    for kind, state in kinds:
+        if len(ids) >= size:
+            break
+        due = (
+            select(Delivery.id)
+            .where(kind, state)
+            .order_by(Delivery.state, Delivery.edition_id, Delivery.id)
+            .limit(size - len(ids))
+            .with_for_update(skip_locked=True)
         )
-        # Transactional mail (a confirmation someone is waiting for) before digests.
-        .order_by(Delivery.edition_id.is_not(None), Delivery.id)
-        .limit(size)
-        .with_for_update(skip_locked=True)
-    )
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(due.scalar_subquery()))
-        .where(Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.FAILED]))
-        .values(state=DeliveryState.SENDING, claimed_by=token, claimed_at=now)
-        .returning(Delivery.id)
-        .execution_options(synchronize_session=False)
-    )
-    ids = sorted(result.scalars().all())
+        result = session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(due.scalar_subquery()))
+            .where(Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.FAILED]))
+            .values(state=DeliveryState.SENDING, claimed_by=token, claimed_at=now)
+            .returning(Delivery.id)
+            .execution_options(synchronize_session=False)
+        )
+        ids.extend(result.scalars().all())
     session.commit()
-    return ids
+    return sorted(ids)
 
 
 @dataclass

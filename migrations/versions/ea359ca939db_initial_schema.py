@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: db286eb47a80
+Revision ID: ea359ca939db
 Revises: 
-Create Date: 2026-11-28 21:02:05.910579
+Create Date: 2026-11-28 21:38:39.149529
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'db286eb47a80'
+revision = 'ea359ca939db'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -194,7 +194,7 @@ def upgrade():
     sa.UniqueConstraint('edition_id', 'subscriber_id', name=op.f('uq_deliveries_edition_id'))
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_deliveries_state'), ['state'], unique=False)
+        batch_op.create_index('ix_deliveries_claim', ['state', 'edition_id', 'id'], unique=False)
 
     op.create_table('scheduled_runs',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -221,7 +221,7 @@ def downgrade():
 
     op.drop_table('scheduled_runs')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_deliveries_state'))
+        batch_op.drop_index('ix_deliveries_claim')
 
     op.drop_table('deliveries')
     op.drop_table('editions')
