@@ -21,7 +21,8 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 from flask import Flask, current_app, has_request_context, request
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -367,14 +368,10 @@ def save(
         new, old = values[spec.key], current.get(spec.key)
         if new == old:
             continue
-        row = session.get(Setting, spec.key)
         if new == base.get(spec.key):
-            if row is not None:
-                session.delete(row)
-        elif row is None:
-            session.add(Setting(key=spec.key, value=new, updated_at=now, updated_by=editor.email))
+            session.execute(delete(Setting).where(Setting.key == spec.key))
         else:
-            row.value, row.updated_at, row.updated_by = new, now, editor.email
+            _upsert(session, spec.key, new, now, editor.email)
         audit.record(
             session,
             "settings.change",
@@ -387,6 +384,17 @@ def save(
         changes.append(Change(spec.key, old, new))
     session.flush()
     return changes
+
+
+def _upsert(session: Session, key: str, value: Any, now: dt.datetime, by: str) -> None:
+    """Insert or replace one row; two admins saving at once cannot collide on the key."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    fields = {"value": value, "updated_at": now, "updated_by": by}
+    session.execute(
+        insert(Setting)
+        .values(key=key, **fields)
+        .on_conflict_do_update(index_elements=["key"], set_=fields)
+    )
 
 
 def form_values(config: Mapping[str, Any]) -> dict[str, str]:

@@ -271,3 +271,21 @@ def test_saving_settings_needs_the_csrf_token(app: Flask) -> None:
     assert _rows() == {}
     assert _post(admin, approval_required="on", csrf_token=token).status_code == 303
     assert _rows() == {"APPROVAL_REQUIRED": True}
+
+
+def test_clearing_a_configured_reply_to_removes_the_header(app: Flask) -> None:
+    """An admin's "unset" wins over a value from the configuration."""
+    app.config["MAIL_REPLY_TO"] = "courrier@example.org"
+    admin = logged_in_client(app, "admin")
+    _edition_for_preview()
+    page = admin.get(f"/admin/editions/{DAY.isoformat()}").get_data(as_text=True)
+    assert "Reply-To: courrier@example.org" in page
+    assert _post(admin, mail_reply_to="").status_code == 303
+    assert _rows() == {"MAIL_REPLY_TO": None}
+    [event] = _changes()
+    assert event.detail == {"from": "courrier@example.org", "to": "(unset)"}
+    page = admin.get(f"/admin/editions/{DAY.isoformat()}").get_data(as_text=True)
+    assert "Reply-To:" not in page[page.index('class="headers"') :]
+    # Typing the configured value again follows the configuration again.
+    assert _post(admin, mail_reply_to="courrier@example.org").status_code == 303
+    assert _rows() == {}
