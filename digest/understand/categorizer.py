@@ -193,18 +193,23 @@ class Categorizer:
         """Lexicon points and model log-likelihoods added, confidence from their softmax."""
         if not scores and not any(learned):
             return Classification(language, "other", 0.0, [], True)
-        combined = [
-            LEXICON_SCALE * scores.get(name, 0.0) + MODEL_SCALE * value
-            for name, value in zip(CATEGORIES, learned, strict=True)
-        ]
+        if scores:
+            combined = [
+                LEXICON_SCALE * scores.get(name, 0.0) + MODEL_SCALE * value
+                for name, value in zip(CATEGORIES, learned, strict=True)
+            ]
+        else:
+            combined = [MODEL_SCALE * value for value in learned]
         peak = max(combined)
         # Ties go to the category listed first, as with the lexicons alone.
         top_index = combined.index(peak)
-        confidence = round(1.0 / sum(map(math.exp, [value - peak for value in combined])), 3)
+        exp = math.exp
+        confidence = round(1.0 / sum([exp(value - peak) for value in combined]), 3)
         category = CATEGORIES[top_index]
         assert self.model is not None
-        strongest = self.model.strongest(looked_at, language, category, MODEL_EVIDENCE)
-        evidence = evidence + [f"{feature} (learned: {category})" for feature in strongest]
+        strongest = self.model.strongest(looked_at, language, top_index, MODEL_EVIDENCE)
+        if strongest:
+            evidence = evidence + [f"{feature} (learned: {category})" for feature in strongest]
         if confidence < MIN_MODEL_CONFIDENCE:
             return Classification(language, "other", confidence, evidence, True)
         return Classification(language, category, confidence, evidence, False)

@@ -31,15 +31,18 @@ _MARKERS: dict[str, frozenset[str]] = {
     "fr": _words(
         """le les des du une et au aux sur pour dans avec est sont qui ce cette ses leur leurs
         pas plus été après chez selon sous vers nous vous ils elle où également face nouveau
-        nouvelle l d qu j n c"""
+        nouvelle l d qu j n c à sa contre deux trois cinq ans mois depuis malgré avant sans
+        dont très lors jusqu ou"""
     ),
     "es": _words(
         """el los las del y por con una al se su sus para como más tras sobre ante hasta desde
-        según ha han fue lo ser está están muy pero ya nuevo nueva años año"""
+        según ha han fue lo ser está están muy pero ya nuevo nueva años año dos tres cinco sin
+        contra hacia durante otro otra este esta estos estas cuando"""
     ),
     "en": _words(
         """the of and to for with on at by from is are its after over says will has have be
-        was were new this that into amid who what than in as against first second their"""
+        was were new this that into amid who what than in as against first second their up
+        out off all two three five across near back down his her our not"""
     ),
 }
 # Words that signal a language we do not sort (Portuguese, Italian, German, Dutch): when they

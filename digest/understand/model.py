@@ -124,13 +124,14 @@ class CategoryModel:
         totals = [sum(map(table.get, looked_at, zeros)) for table in model.by_category]
         return totals, looked_at
 
-    def strongest(
-        self, looked_at: Sequence[str], language: str, category: str, n: int
-    ) -> list[str]:
-        """The ``n`` features among ``looked_at`` that pull hardest toward ``category``."""
-        table = self.languages[language].by_category[CATEGORIES.index(category)]
-        pulls = [(-weight, f) for f in looked_at if (weight := table.get(f, 0.0)) > 0]
-        return [f for _, f in sorted(pulls)[:n]]
+    def strongest(self, looked_at: Sequence[str], language: str, column: int, n: int) -> list[str]:
+        """The ``n`` features among ``looked_at`` that pull hardest toward the category in
+        ``column`` (CATEGORIES order)."""
+        get = self.languages[language].by_category[column].get
+        pulls = [(weight, f) for f in looked_at if (weight := get(f, 0.0)) > 0]
+        if len(pulls) > 1:
+            pulls.sort(key=lambda pull: (-pull[0], pull[1]))
+        return [f for _, f in pulls[:n]]
 
 
 def from_content(content: dict[str, object], name: str = "model") -> CategoryModel:
