@@ -131,3 +131,32 @@ def test_a_pool_of_connections_sends_in_parallel_exactly_once(app: Flask) -> Non
     assert handler.per_recipient() == {email: 1 for email in emails}
     assert handler.connections == 4
     assert _states() == {"sent": READERS}
+
+
+def test_a_message_is_only_completed_after_the_ledger_barrier_passes(app: Flask) -> None:
+    # The transport asks the barrier (the previous message's ledger commit) whether it is
+    # done before the final "."; if not, it waits for it; if it fails, nothing is delivered.
+    message = b"From: a@digest.test\r\nTo: r@example.org\r\nSubject: x\r\n\r\n" + b".line\r\n" * 3
+    asked: list[bool] = []
+
+    def slow_barrier(block: bool) -> bool:
+        asked.append(block)
+        return block
+
+    def broken_barrier(block: bool) -> bool:
+        raise RuntimeError("the database went away")
+
+    with smtp_server() as (handler, port):
+        transport = get_transport(f"smtp://127.0.0.1:{port}")
+        transport.send(message, "digest@digest.test", ["late@example.org"], slow_barrier)
+        assert asked == [False, True]
+        with pytest.raises(RuntimeError, match="went away"):
+            transport.send(message, "digest@digest.test", ["lost@example.org"], broken_barrier)
+        # The abandoned transaction leaves no message and no broken connection behind.
+        transport.send(message, "digest@digest.test", ["next@example.org"])
+        transport.close()
+    assert handler.per_recipient() == {"late@example.org": 1, "next@example.org": 1}
+    assert all(
+        item.data.replace(b"\r\n", b"\n") == message.replace(b"\r\n", b"\n")
+        for item in handler.received
+    )

@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import enum
 import functools
+import gc
 import itertools
 import queue
 import random
@@ -432,6 +433,7 @@ def deliver_pending(
         WorkerLease(session) as lease,
         _kept_after_commit(session),
         _closing(ledger),
+        _long_lived_objects_frozen(),
     ):
         report.recovered = lease.recover_abandoned()
         remaining = limit
@@ -490,6 +492,21 @@ def _closing(ledger: _Ledger) -> Iterator[None]:
         yield
     finally:
         ledger.close()
+
+
+@contextmanager
+def _long_lived_objects_frozen() -> Iterator[None]:
+    """Keep the garbage collector off what existed before the run (app, models, catalogues).
+
+    A run allocates enough per message to trigger collections, and each full one walked
+    every object of the process: about a sixth of the sender's CPU at 20,000 messages.
+    Frozen objects are only skipped, not kept: unfreezing at the end hands them back.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 @contextmanager
@@ -863,22 +880,29 @@ class _Ledger:
         self._pgconn.send_query_prepared(self._mark_sent_name, parameters)
         self._in_flight = True
 
-    def settle(self) -> None:
-        """Wait until the mark in flight (if any) is committed; raise if it failed."""
+    def settle(self, block: bool = True) -> bool:
+        """Wait until the mark in flight (if any) is committed; raise if it failed.
+
+        With ``block=False`` only look: False means the mark is still on its way.
+        """
         if not self._in_flight:
-            return
+            return True
         pgconn = self._pgconn
-        self._in_flight = False
         pgconn.consume_input()
-        while pgconn.is_busy():
-            # select() lets other sending threads run while this one waits.
-            wait_until_ready([pgconn.socket], [], [])
-            pgconn.consume_input()
+        if pgconn.is_busy():
+            if not block:
+                return False
+            while pgconn.is_busy():
+                # select() lets other sending threads run while this one waits.
+                wait_until_ready([pgconn.socket], [], [])
+                pgconn.consume_input()
+        self._in_flight = False
         results = []
         while (result := pgconn.get_result()) is not None:
             results.append(result)
         for result in results:
             _check(result)
+        return True
 
     def _statement(self, keys: tuple[str, ...], attempt: bool) -> Any:
         statement = self._statements.get((keys, attempt))
