@@ -44,6 +44,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from digest.extensions import babel, csrf, db, limiter, login, migrate
 
     db.init_app(app)
+    from digest.database import tune_engines
+
+    tune_engines(app)
     # Batch mode lets Alembic alter SQLite tables (it copies them) as well as PostgreSQL ones.
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
     csrf.init_app(app)
@@ -98,7 +101,9 @@ def _finish_config(app: Flask) -> None:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     cfg["DATABASE_URL"] = url
     cfg["SQLALCHEMY_DATABASE_URI"] = url
-    cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    # A pooled PostgreSQL connection can go stale (server restart); a SQLite file cannot,
+    # and pinging it would cost every request a statement.
+    cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": not url.startswith("sqlite")})
     cfg["MAIL_URL"] = cfg.get("MAIL_URL") or f"file://{instance / 'outbox'}"
     cfg["SEED_DIR"] = cfg.get("SEED_DIR") or str(PROJECT_ROOT / "seeds")
     cfg["RATELIMIT_STORAGE_URI"] = cfg.get("RATELIMIT_STORAGE_URL") or "memory://"

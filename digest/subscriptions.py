@@ -25,10 +25,10 @@ from email_validator import (
     caching_resolver,
     validate_email,
 )
-from flask import current_app, render_template
-from flask_babel import force_locale, gettext
+from flask import current_app
+from flask_babel import gettext
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from config import split_host_port
@@ -79,7 +79,7 @@ class SignUpResult:
     """The outcome of a sign-up, for tests and logs (never shown to the reader)."""
 
     outcome: SignUpOutcome
-    subscriber: Subscriber | None = None
+    subscriber_id: int | None = None
     mail_queued: bool = False
 
 
@@ -177,7 +177,7 @@ def public_url(path: str) -> str:
     return f"{current_app.config['PUBLIC_URL']}{path}"
 
 
-def _mails_today(session: Session, subscriber: Subscriber, now: dt.datetime) -> int:
+def _mails_today(session: Session, subscriber: Subscriber | NewSubscriber, now: dt.datetime) -> int:
     return int(
         session.scalar(
             select(func.count(Delivery.id)).where(
@@ -192,29 +192,34 @@ def _mails_today(session: Session, subscriber: Subscriber, now: dt.datetime) -> 
 
 def _queue_mail(
     session: Session,
-    subscriber: Subscriber,
+    subscriber: Subscriber | NewSubscriber,
     kind: str,
     template: str,
     now: dt.datetime,
+    check_cap: bool = True,
     **context: Any,
 ) -> bool:
-    """Queue a transactional mail in the subscriber's language unless today's cap is reached."""
-    from digest.mail.delivery import enqueue_message
+    """Queue a transactional mail unless today's cap for the address is reached.
+
+    The sender renders it (in the subscriber's language) from ``templates/web/mail/``:
+    the request stores the links and numbers it needs, nothing more.
+    """
+    from digest.mail.delivery import enqueue_notice
 
     cap = int(current_app.config.get("CONFIRM_MAILS_PER_DAY", 3))
-    if _mails_today(session, subscriber, now) >= cap:
+    if check_cap and _mails_today(session, subscriber, now) >= cap:
         return False
-    with force_locale(subscriber.language or clean_language(None)):
-        context.setdefault("subscriber", subscriber)
-        context.setdefault("home_url", public_url("/"))
-        subject = render_template(f"web/mail/{template}.subject.txt", **context).strip()
-        text = render_template(f"web/mail/{template}.txt", **context)
-        html = render_template(f"web/mail/{template}.html", **context)
-    enqueue_message(session, subscriber, kind, subject, text, html, now)
+    assert subscriber.id is not None, "a subscriber is stored before mail is queued to it"
+    enqueue_notice(session, subscriber.id, kind, template, context, now)
     return True
 
 
-def _queue_confirmation(session: Session, subscriber: Subscriber, now: dt.datetime) -> bool:
+def _queue_confirmation(
+    session: Session,
+    subscriber: Subscriber | NewSubscriber,
+    now: dt.datetime,
+    check_cap: bool = True,
+) -> bool:
     token = tokens.make_token(subscriber, "confirm", now=now)
     return _queue_mail(
         session,
@@ -222,6 +227,7 @@ def _queue_confirmation(session: Session, subscriber: Subscriber, now: dt.dateti
         "confirm",
         "confirm",
         now,
+        check_cap=check_cap,
         confirm_url=public_url(f"/confirm/{token}"),
         max_age_days=int(current_app.config.get("CONFIRM_MAX_AGE_DAYS", 7)),
     )
@@ -265,28 +271,24 @@ def sign_up(
     address = normalize_email(email)
     if honeypot:
         return SignUpResult(SignUpOutcome.HONEYPOT)
+    values = _sign_up_values(name, language, categories, ip, user_agent, source, now)
+    new_id = _insert_if_new(session, address, values)
+    if new_id is not None:
+        # A row that did not exist a moment ago has had no mail: no daily cap to check.
+        reader = NewSubscriber(new_id, address, values["language"])
+        _queue_confirmation(session, reader, now, check_cap=False)
+        session.commit()
+        return SignUpResult(SignUpOutcome.CREATED, new_id, True)
     subscriber = find_by_email(session, address)
     if subscriber is None:
-        subscriber = Subscriber(email=address, status=SubscriberStatus.PENDING)
-        _apply_sign_up_form(subscriber, name, language, categories, ip, user_agent, source, now)
-        try:
-            # A savepoint: a concurrent sign-up of the same address loses the race cleanly.
-            with session.begin_nested():
-                session.add(subscriber)
-        except IntegrityError:
-            subscriber = find_by_email(session, address)
-            if subscriber is None:
-                raise
-            outcome = SignUpOutcome.RESENT
-        else:
-            outcome = SignUpOutcome.CREATED
-    elif subscriber.status == SubscriberStatus.PENDING:
-        _apply_sign_up_form(subscriber, name, language, categories, ip, user_agent, source, now)
+        raise RuntimeError(f"{address} was taken and then removed during this sign-up")
+    if subscriber.status == SubscriberStatus.PENDING:
+        _apply(subscriber, values)
         outcome = SignUpOutcome.RESENT
     elif subscriber.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
         # Coming back needs a fresh confirmation; until then nothing is sent to them.
         subscriber.status = SubscriberStatus.PENDING
-        _apply_sign_up_form(subscriber, name, language, categories, ip, user_agent, source, now)
+        _apply(subscriber, values)
         outcome = SignUpOutcome.RESUBSCRIBING
     else:
         # Active or paused: a stranger's form must not change their settings; the reader
@@ -300,11 +302,53 @@ def sign_up(
     session.commit()
     if not queued:
         outcome = SignUpOutcome.CAPPED
-    return SignUpResult(outcome, subscriber, queued)
+    return SignUpResult(outcome, subscriber.id, queued)
 
 
-def _apply_sign_up_form(
-    subscriber: Subscriber,
+def _insert_if_new(session: Session, address: str, values: dict[str, Any]) -> int | None:
+    """Store a pending subscriber for ``address`` unless it is known; the new id, or None.
+
+    One statement (INSERT ... ON CONFLICT DO NOTHING RETURNING id) on SQLite and PostgreSQL:
+    a new address needs no lookup first, two sign-ups of one address at the same moment
+    store one row, and nothing is rolled back (no savepoint either: SQLite's Python driver
+    would commit the row on releasing it, apart from the mail queued with it).
+    """
+    statement = _insert_if_new_statement(session.get_bind().dialect.name)
+    # On the session's connection: a Core statement needs none of the ORM's bookkeeping.
+    new_id = (
+        session.connection()
+        .execute(statement, {"email": address, "status": SubscriberStatus.PENDING, **values})
+        .scalar()
+    )
+    return int(new_id) if new_id is not None else None
+
+
+@functools.cache
+def _insert_if_new_statement(dialect: str) -> Any:
+    # Built once: values go in as parameters, so SQLAlchemy reuses the compiled statement
+    # instead of building and hashing one bound parameter per column on every sign-up.
+    table = Subscriber.__table__
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(table).on_conflict_do_nothing(index_elements=[table.c.email]).returning(table.c.id)
+    )
+
+
+@dataclass(frozen=True)
+class NewSubscriber:
+    """A row ``_insert_if_new`` just stored: enough to sign its links and queue its mail.
+
+    A plain value rather than a second ``Subscriber`` instance for a row the session never
+    loaded (building an ORM object per sign-up costs more than the insert).
+    """
+
+    id: int
+    email: str
+    language: str
+    token_version: int = 1
+
+
+def _sign_up_values(
     name: str | None,
     language: str | None,
     categories: Sequence[str] | None,
@@ -312,14 +356,22 @@ def _apply_sign_up_form(
     user_agent: str | None,
     source: str,
     now: dt.datetime,
-) -> None:
-    subscriber.name = (name or "").strip()[:200] or None
-    subscriber.language = clean_language(language)
-    subscriber.categories = clean_categories(categories)
-    subscriber.consent_at = now
-    subscriber.consent_source = source[:64]
-    subscriber.consent_ip = consent_ip(ip)
-    subscriber.consent_user_agent = (user_agent or "")[:300] or None
+) -> dict[str, Any]:
+    """The columns a sign-up form sets: choices and the consent record."""
+    return {
+        "name": (name or "").strip()[:200] or None,
+        "language": clean_language(language),
+        "categories": clean_categories(categories),
+        "consent_at": now,
+        "consent_source": source[:64],
+        "consent_ip": consent_ip(ip),
+        "consent_user_agent": (user_agent or "")[:300] or None,
+    }
+
+
+def _apply(subscriber: Subscriber, values: dict[str, Any]) -> None:
+    for column, value in values.items():
+        setattr(subscriber, column, value)
 
 
 def send_new_link(session: Session, *, email: str, now: dt.datetime) -> bool:
@@ -464,23 +516,23 @@ def request_email_change(
     address = normalize_email(new_email)
     if address == subscriber.email:
         return False
-    placeholder = find_by_email(session, address)
-    if placeholder is None:
-        placeholder = Subscriber(
-            email=address,
-            status=SubscriberStatus.PENDING,
-            name=subscriber.name,
-            language=subscriber.language,
-            categories=list(subscriber.categories or CATEGORIES),
-            consent_at=now,
-            consent_source=EMAIL_CHANGE_SOURCE,
-        )
-        try:
-            with session.begin_nested():
-                session.add(placeholder)
-        except IntegrityError:
+    found = find_by_email(session, address)
+    placeholder: Subscriber | NewSubscriber
+    if found is None:
+        values = {
+            "name": subscriber.name,
+            "language": subscriber.language,
+            "categories": list(subscriber.categories or CATEGORIES),
+            "consent_at": now,
+            "consent_source": EMAIL_CHANGE_SOURCE,
+        }
+        new_id = _insert_if_new(session, address, values)
+        if new_id is None:
             return False
-    elif not _is_placeholder(placeholder):
+        placeholder = NewSubscriber(new_id, address, subscriber.language)
+    elif _is_placeholder(found):
+        placeholder = found
+    else:
         return False
     token = tokens.make_token(
         placeholder,

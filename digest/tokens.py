@@ -11,7 +11,7 @@ import base64
 import datetime as dt
 import hmac
 import zlib
-from typing import Any
+from typing import Any, Protocol
 
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -68,8 +68,18 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class LinkOwner(Protocol):
+    """What a link is made from: a stored ``Subscriber``, or a plain copy of its id and version."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def token_version(self) -> int | None: ...
+
+
 def make_token(
-    subscriber: Subscriber,
+    subscriber: LinkOwner,
     purpose: str,
     now: dt.datetime | None = None,
     extra: dict[str, Any] | None = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import re
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from digest import subscriptions, tokens
 from digest.extensions import db
 from digest.models import Delivery, Subscriber
+from tests.public_helpers import links_in, mails_to
 
 NOW = dt.datetime(2026, 3, 2, 8, 30, tzinfo=dt.UTC)
 
@@ -48,7 +49,27 @@ def test_sign_up_stores_one_pending_subscriber_and_queues_one_confirmation(app: 
     assert (ana.status, ana.categories, ana.language) == ("pending", ["sport"], "fr")
     (mail,) = _signup_mails(ana)
     assert mail.kind == "confirm" and mail.state == "queued"
-    assert "/confirm/" in mail.payload["text"]
+    # The sender writes the mail, in the reader's language, with a working link.
+    (sent,) = mails_to(app, "ana@example.org")
+    assert sent["Subject"] == "Confirmez votre abonnement au Digest"
+    (link,) = links_in(sent, "confirm")
+    assert tokens.read_token(db.session, link.rsplit("/", 1)[1], "confirm", now=NOW).id == ana.id
+
+
+def test_a_sign_up_whose_mail_cannot_be_queued_stores_nothing(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.mail import delivery
+
+    def broken_ledger(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the ledger is unavailable")
+
+    monkeypatch.setattr(delivery, "enqueue_notice", broken_ledger)
+    with pytest.raises(RuntimeError):
+        subscriptions.sign_up(db.session, email="ana@example.org", now=NOW)
+    # What the end of the failed request does; the reader is not half signed up.
+    db.session.rollback()
+    assert _get("ana@example.org") is None
 
 
 def test_the_daily_cap_counts_a_rolling_day(app: Flask) -> None:
@@ -68,25 +89,32 @@ def test_the_daily_cap_counts_a_rolling_day(app: Flask) -> None:
     assert later.mail_queued and len(_signup_mails(ana)) == 4
 
 
-def test_a_lost_race_for_the_same_new_address_is_one_subscriber(app: Flask) -> None:
-    # Another process inserted the row between our lookup and our insert.
-    original = subscriptions.find_by_email
-    calls = {"n": 0}
+def test_two_sign_ups_of_one_new_address_at_once_store_one_subscriber(app: Flask) -> None:
+    start = threading.Barrier(2)
+    outcomes: list[subscriptions.SignUpOutcome] = []
+    errors: list[BaseException] = []
 
-    def stale_lookup(session, email):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] == 1:
-            _add(email, status="pending")
-            return None
-        return original(session, email)
+    def sign_up() -> None:
+        # Each thread is its own request: its own app context, session and connection.
+        with app.app_context():
+            try:
+                start.wait(timeout=10)
+                result = subscriptions.sign_up(db.session, email="ana@example.org", now=NOW)
+                outcomes.append(result.outcome)
+            except BaseException as error:  # reported below, with the test's own assertion
+                errors.append(error)
+            finally:
+                db.session.remove()
 
-    subscriptions.find_by_email = stale_lookup  # type: ignore[assignment]
-    try:
-        result = subscriptions.sign_up(db.session, email="ana@example.org", now=NOW)
-    finally:
-        subscriptions.find_by_email = original  # type: ignore[assignment]
-    assert result.outcome == subscriptions.SignUpOutcome.RESENT
-    assert len(db.session.scalars(select(Subscriber)).all()) == 1
+    threads = [threading.Thread(target=sign_up) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert sorted(outcomes) == ["created", "resent"]
+    (ana,) = db.session.scalars(select(Subscriber)).all()
+    assert [mail.kind for mail in _signup_mails(ana)] == ["confirm", "confirm"]
 
 
 def test_confirm_only_turns_pending_into_active(app: Flask) -> None:
@@ -138,7 +166,8 @@ def test_email_change_revokes_old_links_and_refuses_taken_addresses(app: Flask) 
     assert placeholder.status == "pending" and placeholder.categories == ["sport"]
     (mail,) = _signup_mails(placeholder)
     assert mail.kind == "email_change"
-    token = re.search(r"/email/(\S+)", mail.payload["text"]).group(1)
+    (sent,) = mails_to(app, "new@example.org")
+    token = links_in(sent, "email")[0].rsplit("/", 1)[1]
     owner, address = subscriptions.read_email_change(db.session, token, NOW)
     assert (owner, address) == (ana, "new@example.org")
 
@@ -157,8 +186,8 @@ def test_email_change_revokes_old_links_and_refuses_taken_addresses(app: Flask) 
 def test_a_change_link_dies_when_the_address_is_claimed_by_a_sign_up(app: Flask) -> None:
     ana = _add("ana@example.org")
     subscriptions.request_email_change(db.session, ana, new_email="new@example.org", now=NOW)
-    (mail,) = _signup_mails(_get("new@example.org"))
-    token = re.search(r"/email/(\S+)", mail.payload["text"]).group(1)
+    (sent,) = mails_to(app, "new@example.org")
+    token = links_in(sent, "email")[0].rsplit("/", 1)[1]
     subscriptions.sign_up(db.session, email="new@example.org", now=NOW)
     with pytest.raises(tokens.Revoked):
         subscriptions.read_email_change(db.session, token, NOW)

@@ -75,19 +75,48 @@ def build_transactional(
 ) -> EmailMessage:
     """A confirmation or notice: text, plus an HTML alternative when there is one."""
     payload = delivery.payload or {}
+    subject: str | None
+    text: str | None
+    html: str | None
+    if payload.get("template"):
+        subject, text, html = render_notice(
+            str(payload["template"]), subscriber, payload.get("context") or {}
+        )
+    else:
+        subject, text, html = payload.get("subject"), payload.get("text"), payload.get("html")
     message = EmailMessage()
     message["From"] = config["MAIL_FROM"]
     message["To"] = recipient_header(subscriber)
-    message["Subject"] = payload.get("subject") or "(no subject)"
+    message["Subject"] = subject or "(no subject)"
     message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id
     if config.get("MAIL_REPLY_TO"):
         message["Reply-To"] = config["MAIL_REPLY_TO"]
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(payload.get("text") or "")
-    if payload.get("html"):
-        message.add_alternative(payload["html"], subtype="html")
+    message.set_content(text or "")
+    if html:
+        message.add_alternative(html, subtype="html")
     return message
+
+
+def render_notice(
+    template: str, subscriber: Subscriber, context: Mapping[str, Any]
+) -> tuple[str, str, str]:
+    """Subject, text and HTML of ``templates/web/mail/<template>.*`` in the reader's language."""
+    from flask import current_app, render_template
+    from flask_babel import force_locale
+
+    language = subscriber.language or current_app.config["DEFAULT_LANGUAGE"]
+    values = {
+        "home_url": f"{current_app.config['PUBLIC_URL']}/",
+        **context,
+        "subscriber": subscriber,
+    }
+    with force_locale(language):
+        subject = render_template(f"web/mail/{template}.subject.txt", **values).strip()
+        text = render_template(f"web/mail/{template}.txt", **values)
+        html = render_template(f"web/mail/{template}.html", **values)
+    return subject, text, html
 
 
 class MessageFactory:

@@ -61,6 +61,7 @@ __all__ = [
     "deliver_pending",
     "edition_categories",
     "enqueue_message",
+    "enqueue_notice",
     "finish_editions",
     "queue_edition",
     "send_edition",
@@ -140,6 +141,40 @@ def staff_mailbox(
         session.add(subscriber)
         session.flush()
     return subscriber
+
+
+# One statement object, values passed at execution: compiled once, not rebuilt per mail.
+_INSERT_DELIVERY = Delivery.__table__.insert()
+
+
+def enqueue_notice(
+    session: Session,
+    subscriber_id: int,
+    kind: str,
+    template: str,
+    context: dict[str, Any],
+    now: dt.datetime,
+) -> None:
+    """Queue a transactional mail that the sender renders from ``templates/web/mail/``.
+
+    Only the template name and its JSON context (links, numbers) are stored; the sender
+    renders subject, text and HTML in the reader's language when it sends, so a web request
+    that queues a mail (a sign-up) does one insert and no template work. Caller commits.
+    """
+    if kind == "digest":
+        raise ValueError("digests are queued with queue_edition")
+    session.connection().execute(
+        _INSERT_DELIVERY,
+        {
+            "kind": kind,
+            "subscriber_id": subscriber_id,
+            "state": DeliveryState.QUEUED,
+            "attempts": 0,
+            "created_at": now,
+            "next_attempt_at": now,
+            "payload": {"template": template, "context": context},
+        },
+    )
 
 
 def edition_categories(edition: Edition) -> list[str]:

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: ea359ca939db
+Revision ID: 362f8fa42a92
 Revises: 
-Create Date: 2026-11-28 21:38:39.149529
+Create Date: 2026-11-28 22:18:22.561866
 
 """
 from alembic import op
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = 'ea359ca939db'
+revision = '362f8fa42a92'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -195,6 +195,7 @@ def upgrade():
     )
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
         batch_op.create_index('ix_deliveries_claim', ['state', 'edition_id', 'id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_deliveries_subscriber_id'), ['subscriber_id'], unique=False)
 
     op.create_table('scheduled_runs',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -221,6 +222,7 @@ def downgrade():
 
     op.drop_table('scheduled_runs')
     with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_deliveries_subscriber_id'))
         batch_op.drop_index('ix_deliveries_claim')
 
     op.drop_table('deliveries')
