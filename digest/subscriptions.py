@@ -27,7 +27,7 @@ from email_validator import (
 )
 from flask import current_app
 from flask_babel import gettext
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -177,7 +177,7 @@ def public_url(path: str) -> str:
     return f"{current_app.config['PUBLIC_URL']}{path}"
 
 
-def _mails_today(session: Session, subscriber: Subscriber | NewSubscriber, now: dt.datetime) -> int:
+def _mails_today(session: Session, subscriber: Subscriber | SubscriberRef, now: dt.datetime) -> int:
     return int(
         session.scalar(
             select(func.count(Delivery.id)).where(
@@ -192,7 +192,7 @@ def _mails_today(session: Session, subscriber: Subscriber | NewSubscriber, now: 
 
 def _queue_mail(
     session: Session,
-    subscriber: Subscriber | NewSubscriber,
+    subscriber: Subscriber | SubscriberRef,
     kind: str,
     template: str,
     now: dt.datetime,
@@ -216,7 +216,7 @@ def _queue_mail(
 
 def _queue_confirmation(
     session: Session,
-    subscriber: Subscriber | NewSubscriber,
+    subscriber: Subscriber | SubscriberRef,
     now: dt.datetime,
     check_cap: bool = True,
 ) -> bool:
@@ -234,7 +234,7 @@ def _queue_confirmation(
 
 
 def _queue_manage_link(
-    session: Session, subscriber: Subscriber, kind: str, now: dt.datetime
+    session: Session, subscriber: Subscriber | SubscriberRef, kind: str, now: dt.datetime
 ) -> bool:
     return _queue_mail(
         session,
@@ -275,26 +275,11 @@ def sign_up(
     new_id = _insert_if_new(session, address, values)
     if new_id is not None:
         # A row that did not exist a moment ago has had no mail: no daily cap to check.
-        reader = NewSubscriber(new_id, address, values["language"])
+        reader = SubscriberRef(new_id, address, values["language"])
         _queue_confirmation(session, reader, now, check_cap=False)
         session.commit()
         return SignUpResult(SignUpOutcome.CREATED, new_id, True)
-    subscriber = find_by_email(session, address)
-    if subscriber is None:
-        raise RuntimeError(f"{address} was taken and then removed during this sign-up")
-    if subscriber.status == SubscriberStatus.PENDING:
-        _apply(subscriber, values)
-        outcome = SignUpOutcome.RESENT
-    elif subscriber.status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
-        # Coming back needs a fresh confirmation; until then nothing is sent to them.
-        subscriber.status = SubscriberStatus.PENDING
-        _apply(subscriber, values)
-        outcome = SignUpOutcome.RESUBSCRIBING
-    else:
-        # Active or paused: a stranger's form must not change their settings; the reader
-        # gets their own preference link by mail instead.
-        outcome = SignUpOutcome.ALREADY_ACTIVE
-    session.flush()
+    subscriber, outcome = _refresh_known(session, address, values)
     if outcome == SignUpOutcome.ALREADY_ACTIVE:
         queued = _queue_manage_link(session, subscriber, "already", now)
     else:
@@ -303,6 +288,71 @@ def sign_up(
     if not queued:
         outcome = SignUpOutcome.CAPPED
     return SignUpResult(outcome, subscriber.id, queued)
+
+
+def _refresh_known(
+    session: Session, address: str, values: dict[str, Any]
+) -> tuple[SubscriberRef, SignUpOutcome]:
+    """The sign-up form again for a stored address: what to mail, and the row as it now is.
+
+    Pending, unsubscribed and bounced readers take the form's choices and wait for a fresh
+    confirmation. Active and paused ones keep theirs: a stranger's form must not change
+    their settings, and the reader gets their own preference link by mail instead.
+    Plain statements rather than loading the row into the session, so a known address
+    costs about what a new one does (the form must not tell them apart by its speed).
+    """
+    connection = session.connection()
+    for _attempt in range(3):
+        row = connection.execute(_SELECT_KNOWN, {"email": address}).one_or_none()
+        if row is None:
+            raise RuntimeError(f"{address} was stored and then removed during this sign-up")
+        if row.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
+            ref = SubscriberRef(row.id, address, row.language, row.token_version or 1)
+            return ref, SignUpOutcome.ALREADY_ACTIVE
+        # Guarded by the status just read: if a confirmation or an unsubscription lands in
+        # between, decide again from the new status instead of overwriting it.
+        form = {**values, "status": SubscriberStatus.PENDING}
+        changed = connection.execute(
+            _UPDATE_KNOWN,
+            {
+                **{f"new_{column}": form[column] for column in _FORM_COLUMNS},
+                "row_id": row.id,
+                "seen_status": row.status,
+            },
+        ).rowcount
+        if changed:
+            ref = SubscriberRef(row.id, address, values["language"], row.token_version or 1)
+            if row.status == SubscriberStatus.PENDING:
+                return ref, SignUpOutcome.RESENT
+            return ref, SignUpOutcome.RESUBSCRIBING
+    raise RuntimeError(f"the status of {address} kept changing during this sign-up")
+
+
+_subscribers = Subscriber.__table__
+_SELECT_KNOWN = select(
+    _subscribers.c.id,
+    _subscribers.c.status,
+    _subscribers.c.language,
+    _subscribers.c.token_version,
+).where(_subscribers.c.email == bindparam("email"))
+_FORM_COLUMNS = (
+    "name",
+    "language",
+    "categories",
+    "consent_at",
+    "consent_source",
+    "consent_ip",
+    "consent_user_agent",
+    "status",
+)
+_UPDATE_KNOWN = (
+    _subscribers.update()
+    .where(
+        _subscribers.c.id == bindparam("row_id"),
+        _subscribers.c.status == bindparam("seen_status"),
+    )
+    .values({column: bindparam(f"new_{column}") for column in _FORM_COLUMNS})
+)
 
 
 def _insert_if_new(session: Session, address: str, values: dict[str, Any]) -> int | None:
@@ -335,11 +385,11 @@ def _insert_if_new_statement(dialect: str) -> Any:
 
 
 @dataclass(frozen=True)
-class NewSubscriber:
-    """A row ``_insert_if_new`` just stored: enough to sign its links and queue its mail.
+class SubscriberRef:
+    """A stored subscriber's id, address, language and link version, read with one statement.
 
-    A plain value rather than a second ``Subscriber`` instance for a row the session never
-    loaded (building an ORM object per sign-up costs more than the insert).
+    Enough to sign its links and queue its mail, without loading (or building) an ORM
+    object for a row this unit of work only needs to point at.
     """
 
     id: int
@@ -367,11 +417,6 @@ def _sign_up_values(
         "consent_ip": consent_ip(ip),
         "consent_user_agent": (user_agent or "")[:300] or None,
     }
-
-
-def _apply(subscriber: Subscriber, values: dict[str, Any]) -> None:
-    for column, value in values.items():
-        setattr(subscriber, column, value)
 
 
 def send_new_link(session: Session, *, email: str, now: dt.datetime) -> bool:
@@ -517,7 +562,7 @@ def request_email_change(
     if address == subscriber.email:
         return False
     found = find_by_email(session, address)
-    placeholder: Subscriber | NewSubscriber
+    placeholder: Subscriber | SubscriberRef
     if found is None:
         values = {
             "name": subscriber.name,
@@ -529,7 +574,7 @@ def request_email_change(
         new_id = _insert_if_new(session, address, values)
         if new_id is None:
             return False
-        placeholder = NewSubscriber(new_id, address, subscriber.language)
+        placeholder = SubscriberRef(new_id, address, subscriber.language)
     elif _is_placeholder(found):
         placeholder = found
     else:
