@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -140,6 +143,26 @@ def test_eval_categories_refuses_bad_files(runner: FlaskCliRunner, tmp_path: Pat
     assert "not UTF-8" in runner.invoke(args=["eval-categories", str(latin)]).output
     missing = runner.invoke(args=["eval-categories", str(tmp_path / "none.tsv")])
     assert missing.exit_code != 0
+
+
+def test_eval_categories_runs_in_a_fresh_checkout_before_digest_init(tmp_path: Path) -> None:
+    """The README's evaluation command needs no database: there are no corrections yet."""
+    missing = tmp_path / "not-created-yet"
+    env = {
+        **os.environ,
+        "DIGEST_INSTANCE_PATH": str(missing),
+        "DIGEST_DATABASE_URL": f"sqlite:///{missing / 'digest.db'}",
+    }
+    digest = Path(sys.executable).parent / "digest"
+    result = subprocess.run(
+        [str(digest), "eval-categories", str(DATA / "seed_headlines.tsv")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "48 headlines" in result.stdout and "macro-F1" in result.stdout
 
 
 def test_eval_stories_prints_pairwise_figures(runner: FlaskCliRunner) -> None:

@@ -35,11 +35,17 @@ def read_text_input(path: Path | None) -> str:
 def _memory_if_any() -> Memory | None:
     """Editors' lessons from the configured database, when its schema exists."""
     from sqlalchemy import inspect
+    from sqlalchemy.exc import OperationalError
 
     from digest.extensions import db
     from digest.understand import load_memory
 
-    if not inspect(db.engine).has_table("corrections"):
+    try:
+        if not inspect(db.engine).has_table("corrections"):
+            return None
+    except OperationalError:
+        # No database yet (a fresh checkout before `digest init`): there are no lessons to
+        # apply, and scoring the shipped categorizer needs none.
         return None
     return load_memory(db.session())
 
