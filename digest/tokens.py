@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hmac
 import zlib
 from typing import Any, Protocol
@@ -61,7 +62,24 @@ RevokedToken = Revoked
 
 
 def _serializer() -> URLSafeSerializer:
-    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=_SALT)
+    return _serializer_for(current_app.config["SECRET_KEY"])
+
+
+@functools.lru_cache(maxsize=4)
+def _serializer_for(secret_key: str | bytes) -> URLSafeSerializer:
+    # Kept per key rather than built per link: a sign-up signs one on every request.
+    return URLSafeSerializer(secret_key, salt=_SALT)
+
+
+def link_signer() -> LinkSigner:
+    """A ``LinkSigner`` for the app's SECRET_KEY, kept between requests (its key derivation
+    is what costs): web requests that mail a link (sign-up) sign it in microseconds."""
+    return _link_signer_for(current_app.config["SECRET_KEY"])
+
+
+@functools.lru_cache(maxsize=4)
+def _link_signer_for(secret_key: str | bytes) -> LinkSigner:
+    return LinkSigner(secret_key)
 
 
 def _utcnow() -> dt.datetime:
