@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -162,6 +163,15 @@ def _line(name: str, result: dict[str, Any], baseline: dict[str, Any] | None) ->
 
 def run() -> list[str]:
     """Measure hello-world, sign-up and one-click unsubscribe; return report lines."""
+    work = Path(tempfile.mkdtemp(prefix="digest-bench-signup-"))
+    try:
+        return _run_in(work)
+    finally:
+        # The folder holds the SQLite database and the hello-world app: a few MB per run.
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_in(work: Path) -> list[str]:
     from sqlalchemy import func, select
 
     from digest import create_app
@@ -169,7 +179,6 @@ def run() -> list[str]:
     from digest.models import Delivery, Subscriber
     from digest.tokens import make_token
 
-    work = Path(tempfile.mkdtemp(prefix="digest-bench-signup-"))
     (work / "hello_bench_app.py").write_text(HELLO_APP, encoding="utf-8")
     database = os.environ.get("BENCH_DATABASE_URL") or f"sqlite:///{work / 'bench.db'}"
     env = {
