@@ -79,7 +79,8 @@ class SignUpForm(FlaskForm):
     language = _language_field()
     # Hidden from people by CSS and from assistive technology by aria-hidden; bots fill it.
     website = StringField(_l("Leave this field empty"))
-    submit = SubmitField(_l("Subscribe"))
+    # No SubmitField: home.html writes its button itself, and each field of this form is
+    # built, filled and validated again on every sign-up.
 
 
 class NewLinkForm(FlaskForm):
