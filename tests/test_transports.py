@@ -171,3 +171,26 @@ def test_pipelined_and_plain_transactions_give_the_same_outcomes(pipelining: boo
     assert handler.connections == 1
     # Dot-stuffing is undone by the server: the lines arrive as written.
     assert handler.received[0].data.endswith(b"\r\n.\r\n.. deux points\r\n")
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+@pytest.mark.parametrize(
+    ("sender", "recipient"),
+    [
+        ("d@digest.test", "a@example.org>\r\nRCPT TO:<victim@example.org"),
+        ("d@digest.test", "a@example.org\nRCPT TO:<victim@example.org>"),
+        ("d@digest.test>\r\nRCPT TO:<victim@example.org", "a@example.org"),
+        ("d@digest.test", "a@exam\x00ple.org"),
+    ],
+)
+def test_addresses_that_would_inject_smtp_commands_are_refused_before_sending(
+    pipelining: bool, sender: str, recipient: str
+) -> None:
+    with smtp_server(RecordingHandler(pipelining=pipelining)) as (handler, port):
+        transport = get_transport(f"smtp://127.0.0.1:{port}")
+        with pytest.raises(PermanentFailure, match="break the SMTP command"):
+            transport.send(_message(), sender, [recipient])
+        # The connection is not spoiled: the next good message goes through alone.
+        transport.send(_message(), "d@digest.test", ["ok@example.org"])
+        transport.close()
+    assert handler.per_recipient() == {"ok@example.org": 1}

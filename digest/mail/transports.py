@@ -253,6 +253,7 @@ class SMTPTransport:
         before_end: Barrier | None = None,
     ) -> str:
         """Send over a pooled connection; sort any failure into temporary or permanent."""
+        _refuse_unsafe_addresses(sender, recipients)
         with self._slots:
             try:
                 connection = self._idle.get_nowait()
@@ -390,6 +391,23 @@ class SMTPTransport:
                 connection.quit()
             except (smtplib.SMTPException, OSError):
                 _quietly_close(connection)
+
+
+# A CR or LF would end the SMTP command early and let the rest of an address be read as a
+# command of its own (RCPT TO another recipient); angle brackets would end the path. The
+# pipelined path writes commands itself, so it cannot rely on smtplib's own check.
+_UNSAFE_IN_ADDRESS = frozenset("\r\n<>\x00")
+
+
+def _refuse_unsafe_addresses(sender: str, recipients: Sequence[str]) -> None:
+    if not recipients:
+        raise PermanentFailure("refused to send: no recipient")
+    for address in (sender, *recipients):
+        if _UNSAFE_IN_ADDRESS.intersection(address):
+            raise PermanentFailure(
+                f"refused to send: the address {address!r} holds characters that would "
+                "break the SMTP command (CR, LF, NUL or angle brackets)"
+            )
 
 
 def _write(connection: smtplib.SMTP, *parts: bytes) -> None:
