@@ -275,3 +275,42 @@ def test_unusable_dns_servers_are_refused_at_start(tmp_path: Path, servers: str)
 
     with pytest.raises(ConfigError, match="DIGEST_EMAIL_DNS_SERVERS"):
         make_test_app(f"sqlite:///{tmp_path / 'x.db'}", tmp_path, EMAIL_DNS_SERVERS=servers)
+
+
+def _csrf_token(client: FlaskClient) -> str:
+    found = re.search(
+        r'name="csrf_token"[^>]*value="([^"]+)"', client.get("/").get_data(as_text=True)
+    )
+    assert found, "the sign-up form carries a CSRF token"
+    return found[1]
+
+
+def test_a_rotated_secret_key_keeps_sessions_signed_with_a_listed_fallback(app: Flask) -> None:
+    # The session cookie's serializer is kept between requests (digest.web.session_cookie):
+    # a new SECRET_KEY must still take effect, and a fallback must still open old cookies.
+    app.config["WTF_CSRF_ENABLED"] = True
+    # The CSRF token is signed apart from the session; pin its key so only the session rotates.
+    app.config["WTF_CSRF_SECRET_KEY"] = "csrf-key"
+    client = app.test_client()
+    form = {"categories": ["sport"], "language": "fr"}
+    token = _csrf_token(client)
+    assert client.post("/", data={**form, "email": "before@example.org"}).status_code == 400
+    accepted = client.post("/", data={**form, "email": "before@example.org", "csrf_token": token})
+    assert accepted.status_code == 303
+
+    # The old key becomes a fallback: the reader's session (and its CSRF secret) still opens.
+    token = _csrf_token(client)
+    app.config["SECRET_KEY_FALLBACKS"] = [app.config["SECRET_KEY"]]
+    app.config["SECRET_KEY"] = "rotated-secret"
+    rotated = client.post("/", data={**form, "email": "rotated@example.org", "csrf_token": token})
+    assert rotated.status_code == 303
+
+    # Dropped altogether: the old cookie no longer opens, so the form asks to start again.
+    token = _csrf_token(client)
+    app.config["SECRET_KEY_FALLBACKS"] = []
+    app.config["SECRET_KEY"] = "another-secret"
+    refused = client.post("/", data={**form, "email": "gone@example.org", "csrf_token": token})
+    assert refused.status_code == 400
+    with app.app_context():
+        stored = set(db.session.scalars(select(Subscriber.email)))
+    assert stored == {"before@example.org", "rotated@example.org"}
