@@ -56,9 +56,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     from digest import models  # noqa: F401  (registers the tables on db.metadata)
     from digest.web import admin, headers, public
-    from digest.web.session_cookie import KeptSerializerSessionInterface
 
-    app.session_interface = KeptSerializerSessionInterface()
     headers.init_app(app)
 
     app.register_blueprint(public.bp)

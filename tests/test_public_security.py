@@ -286,8 +286,7 @@ def _csrf_token(client: FlaskClient) -> str:
 
 
 def test_a_rotated_secret_key_keeps_sessions_signed_with_a_listed_fallback(app: Flask) -> None:
-    # The session cookie's serializer is kept between requests (digest.web.session_cookie):
-    # a new SECRET_KEY must still take effect, and a fallback must still open old cookies.
+    # A new SECRET_KEY must take effect, and a listed fallback must still open old cookies.
     app.config["WTF_CSRF_ENABLED"] = True
     # The CSRF token is signed apart from the session; pin its key so only the session rotates.
     app.config["WTF_CSRF_SECRET_KEY"] = "csrf-key"
