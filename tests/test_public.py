@@ -17,14 +17,19 @@ from digest.models import Delivery, Edition, Subscriber, SubscriberStatus
 from tests.public_helpers import deliver, links_in, mails_to, text_of
 
 
-def _sign_up(client: FlaskClient, email: str = "reader@example.org", **fields: object):
+def _sign_up(
+    client: FlaskClient,
+    email: str = "reader@example.org",
+    headers: dict[str, str] | None = None,
+    **fields: object,
+):
     data: dict[str, object] = {
         "email": email,
         "categories": ["politics", "sport"],
         "language": "fr",
         **fields,
     }
-    return client.post("/", data=data)
+    return client.post("/", data=data, headers=headers)
 
 
 def _subscriber(email: str) -> Subscriber | None:
@@ -175,6 +180,32 @@ def test_choosing_no_section_is_an_error_not_a_silent_default(client: FlaskClien
 def test_unknown_language_or_section_values_are_refused(client: FlaskClient) -> None:
     assert _sign_up(client, language="de").status_code == 422
     assert _sign_up(client, categories=["weather"]).status_code == 422
+    assert _subscriber("reader@example.org") is None
+
+
+def test_every_mistake_is_shown_beside_its_field_and_the_choices_are_kept(
+    client: FlaskClient,
+) -> None:
+    response = _sign_up(
+        client,
+        "x" * 321,
+        name="N" * 201,
+        categories=["sport", "weather"],
+        language="de",
+        headers={"Accept-Language": "en"},
+    )
+    assert response.status_code == 422
+    page = _html(response)
+    errors = dict(re.findall(r'id="(\w+)-error">\s*<li>([^<]+)</li>', page))
+    assert errors == {
+        "email": "Field cannot be longer than 320 characters.",
+        "name": "Field cannot be longer than 200 characters.",
+        "categories": "&#39;weather&#39; is not a valid choice for this field.",
+        "language": "Not a valid choice.",
+    }
+    assert 'value="' + "N" * 201 + '"' in page
+    checked = re.findall(r'<input checked id="categories-\d"[^>]*value="(\w+)"', page)
+    assert checked == ["sport"]
     assert _subscriber("reader@example.org") is None
 
 
@@ -370,6 +401,20 @@ def test_forms_without_a_csrf_token_change_nothing(app: Flask) -> None:
     reader = _subscriber("reader@example.org")
     assert (reader.status, reader.categories) == ("active", ["sport"])
     assert _subscriber("new@example.org") is None
+
+
+def test_a_sign_up_with_another_visitors_token_is_refused(app: Flask) -> None:
+    # The sign-up is read without a FlaskForm: CSRFProtect's check of every POST guards it.
+    app.config["WTF_CSRF_ENABLED"] = True
+    stranger, reader = app.test_client(), app.test_client()
+    page = _html(stranger.get("/"))
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    reader.get("/")
+    for forged in (token, "forged"):
+        response = _sign_up(reader, csrf_token=forged)
+        assert response.status_code == 400
+        assert "Veuillez réessayer" in _html(response)
+    assert _subscriber("reader@example.org") is None
 
 
 def test_sign_up_works_with_the_token_from_the_form(app: Flask) -> None:

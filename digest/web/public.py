@@ -41,6 +41,7 @@ from digest.web.public_forms import (
     PauseForm,
     PreferencesForm,
     SignUpForm,
+    read_sign_up,
 )
 
 bp = Blueprint("public", __name__)
@@ -163,29 +164,34 @@ def _latest_lead() -> dict[str, Any] | None:
 @_abuse_limits
 def home() -> Any:
     """What the digest is, the latest lead, and the sign-up form."""
-    form = SignUpForm()
-    if request.method == "GET":
+    if request.method != "POST":
+        form = SignUpForm()
         form.language.data = str(get_locale() or current_app.config["DEFAULT_LANGUAGE"])
-    if form.validate_on_submit():
+        return render_template("web/home.html", form=form, lead=_latest_lead())
+    submission = read_sign_up(request.form)
+    if not submission.errors:
         try:
             subscriptions.sign_up(
                 db.session,
-                email=form.email.data or "",
-                name=form.name.data,
-                language=form.language.data,
-                categories=form.categories.data or [],
+                email=submission.email,
+                name=submission.name,
+                language=submission.language,
+                categories=submission.categories,
                 ip=request.remote_addr,
                 user_agent=request.user_agent.string,
                 source="web",
-                honeypot=form.website.data,
+                honeypot=submission.honeypot,
                 now=_now(),
             )
         except subscriptions.InvalidEmail as error:
-            form.email.errors = [str(error)]
+            submission.errors["email"] = [str(error)]
         else:
             return redirect(url_for("public.check_inbox"), code=303)
-    status = 422 if form.errors else 200
-    return render_template("web/home.html", form=form, lead=_latest_lead()), status
+    # The form again as the reader filled it in, each message beside its field.
+    form = SignUpForm(formdata=request.form)
+    for name, messages in submission.errors.items():
+        form[name].errors = messages
+    return render_template("web/home.html", form=form, lead=_latest_lead()), 422
 
 
 @bp.route("/check-inbox")
