@@ -32,4 +32,6 @@ migrate = Migrate()
 login = LoginManager()
 csrf = CSRFProtect()
 babel = Babel()
-limiter = Limiter(key_func=get_remote_address)
+# The only limits are the sign-up forms' (digest.web.public), and those views check them
+# themselves: the automatic check would weigh an empty set of limits before every request.
+limiter = Limiter(key_func=get_remote_address, auto_check=False)
