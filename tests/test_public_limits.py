@@ -11,7 +11,8 @@ from flask import Flask
 from sqlalchemy import select
 
 from digest.extensions import db, limiter
-from digest.models import Subscriber
+from digest.models import Subscriber, SubscriberStatus
+from digest.tokens import make_token
 from tests.conftest import make_test_app
 
 REDIS_URL = os.environ.get("DIGEST_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
@@ -100,3 +101,20 @@ def test_new_link_is_limited_too(limited_app: Flask) -> None:
         for i in range(3)
     ]
     assert codes == [303, 303, 429]
+
+
+def test_changing_address_is_limited_per_new_address(limited_app: Flask) -> None:
+    reader = Subscriber(email="ana@example.org", status=SubscriberStatus.ACTIVE)
+    db.session.add(reader)
+    db.session.commit()
+    path = f"/manage/{make_token(reader, 'manage')}/email"
+
+    def change_to(address: str, ip: str) -> int:
+        data = {"new_email": address}
+        client = limited_app.test_client()
+        return client.post(path, data=data, environ_base={"REMOTE_ADDR": ip}).status_code
+
+    codes = [change_to("new@example.org", f"203.0.113.{i}") for i in range(3)]
+    assert codes == [303, 303, 429]
+    # Another address is not held back by this one's quota.
+    assert change_to("other@example.org", "203.0.113.9") == 303

@@ -123,7 +123,8 @@ def _too_many(error: TooManyRequests) -> tuple[str, int]:
 
 def _email_key() -> str:
     """Rate-limit key for the address typed in the form (normalized when it can be)."""
-    raw = request.form.get("email", "")
+    # The address change names its field new_email; without it every change shared one key.
+    raw = request.form.get("email") or request.form.get("new_email", "")
     try:
         return "email:" + subscriptions.normalize_email(raw, check_deliverability=False)
     except subscriptions.InvalidEmail:
