@@ -23,8 +23,12 @@ SECURITY_HEADERS: dict[str, str] = {
 
 
 def _add_security_headers(response: Response) -> Response:
+    # One look at the headers already set, then appends: Headers.setdefault would scan them
+    # (and raise and catch a KeyError) once per default, on every response of the site.
+    present = set(response.headers.keys(lower=True))
     for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
+        if name.lower() not in present:
+            response.headers.add(name, value)
     return response
 
 
