@@ -1,8 +1,8 @@
 """Forms of the subscriber pages (Flask-WTF, so each carries a CSRF token).
 
-The sign-up is the one form a stranger can post in bulk, so its rules live in a plain
-function, ``read_sign_up``, and ``SignUpForm`` only draws the page. The other forms are
-posted by known readers now and then, and validate themselves the WTForms way.
+The sign-up is the busiest form (every newcomer, and bots in bulk), so its rules live in a
+plain function, ``read_sign_up``, and ``SignUpForm`` only draws the page. The other forms
+validate themselves the WTForms way.
 """
 
 from __future__ import annotations
