@@ -27,13 +27,24 @@ from email_validator import (
 )
 from flask import current_app
 from flask_babel import gettext
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import Column, Table, bindparam, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.pool import PoolProxiedConnection
 
 from config import split_host_port
 from digest import tokens
-from digest.models import CATEGORIES, LANGUAGES, Delivery, Subscriber, SubscriberStatus
+from digest.extensions import db
+from digest.models import (
+    CATEGORIES,
+    LANGUAGES,
+    Delivery,
+    DeliveryState,
+    Subscriber,
+    SubscriberStatus,
+)
 
 if TYPE_CHECKING:
     from dns.resolver import Resolver
@@ -196,49 +207,38 @@ def _queue_mail(
     kind: str,
     template: str,
     now: dt.datetime,
-    check_cap: bool = True,
+    links: dict[str, str] | None = None,
     **context: Any,
 ) -> bool:
     """Queue a transactional mail unless today's cap for the address is reached.
 
-    The sender renders it (in the subscriber's language) from ``templates/web/mail/``:
-    the request stores the links and numbers it needs, nothing more.
+    The sender renders it (in the subscriber's language) from ``templates/web/mail/`` and
+    signs its ``links`` then: the request stores the numbers it needs, nothing more.
     """
     from digest.mail.delivery import enqueue_notice
 
     cap = int(current_app.config.get("CONFIRM_MAILS_PER_DAY", 3))
-    if check_cap and _mails_today(session, subscriber, now) >= cap:
+    if _mails_today(session, subscriber, now) >= cap:
         return False
     assert subscriber.id is not None, "a subscriber is stored before mail is queued to it"
-    enqueue_notice(session, subscriber.id, kind, template, context, now)
+    enqueue_notice(session, subscriber.id, kind, template, context, now, links)
     return True
 
 
-def _link(subscriber: Subscriber | SubscriberRef, purpose: str, now: dt.datetime) -> str:
-    # The same token as tokens.make_token, from the signer kept for the app's key: deriving
-    # the key again for every sign-up cost more than the rest of the signing.
-    assert subscriber.id is not None, "a subscriber is stored before links are made for it"
-    return tokens.link_signer().make(
-        subscriber.id, subscriber.token_version, purpose, int(now.timestamp())
-    )
+# The links each notice carries, by template name -> purpose; the sender signs them.
+CONFIRM_LINKS: dict[str, str] = {"confirm_url": "confirm"}
+MANAGE_LINKS: dict[str, str] = {"manage_url": "manage", "unsubscribe_url": "unsubscribe"}
+
+
+def _confirm_context() -> dict[str, Any]:
+    return {"max_age_days": int(current_app.config.get("CONFIRM_MAX_AGE_DAYS", 7))}
 
 
 def _queue_confirmation(
-    session: Session,
-    subscriber: Subscriber | SubscriberRef,
-    now: dt.datetime,
-    check_cap: bool = True,
+    session: Session, subscriber: Subscriber | SubscriberRef, now: dt.datetime
 ) -> bool:
-    token = _link(subscriber, "confirm", now)
     return _queue_mail(
-        session,
-        subscriber,
-        "confirm",
-        "confirm",
-        now,
-        check_cap=check_cap,
-        confirm_url=public_url(f"/confirm/{token}"),
-        max_age_days=int(current_app.config.get("CONFIRM_MAX_AGE_DAYS", 7)),
+        session, subscriber, "confirm", "confirm", now, links=CONFIRM_LINKS, **_confirm_context()
     )
 
 
@@ -251,8 +251,7 @@ def _queue_manage_link(
         kind,
         "manage_link",
         now,
-        manage_url=public_url(f"/manage/{_link(subscriber, 'manage', now)}"),
-        unsubscribe_url=public_url(f"/unsubscribe/{_link(subscriber, 'unsubscribe', now)}"),
+        links=MANAGE_LINKS,
         already=kind == "already",
     )
 
@@ -279,12 +278,8 @@ def sign_up(
     if honeypot:
         return SignUpResult(SignUpOutcome.HONEYPOT)
     values = _sign_up_values(name, language, categories, ip, user_agent, source, now)
-    new_id = _insert_if_new(session, address, values)
+    new_id = _store_new_address(session, address, values, now)
     if new_id is not None:
-        # A row that did not exist a moment ago has had no mail: no daily cap to check.
-        reader = SubscriberRef(new_id, address, values["language"])
-        _queue_confirmation(session, reader, now, check_cap=False)
-        session.commit()
         return SignUpResult(SignUpOutcome.CREATED, new_id, True)
     subscriber, outcome = _refresh_known(session, address, values)
     if outcome == SignUpOutcome.ALREADY_ACTIVE:
@@ -305,8 +300,9 @@ def _refresh_known(
     Pending, unsubscribed and bounced readers take the form's choices and wait for a fresh
     confirmation. Active and paused ones keep theirs: a stranger's form must not change
     their settings, and the reader gets their own preference link by mail instead.
-    Plain statements rather than loading the row into the session, so a known address
-    costs about what a new one does (the form must not tell them apart by its speed).
+    Plain statements rather than loading the row into the session, to keep a known address
+    near a new one's cost (the form must not tell them apart by its speed); it still costs
+    several times the single statement that stores a new address (``_store_new_address``).
     """
     connection = session.connection()
     for _attempt in range(3):
@@ -336,6 +332,7 @@ def _refresh_known(
 
 
 _subscribers = Subscriber.__table__
+_deliveries = Delivery.__table__
 _SELECT_KNOWN = select(
     _subscribers.c.id,
     _subscribers.c.status,
@@ -365,10 +362,12 @@ _UPDATE_KNOWN = (
 def _insert_if_new(session: Session, address: str, values: dict[str, Any]) -> int | None:
     """Store a pending subscriber for ``address`` unless it is known; the new id, or None.
 
-    One statement (INSERT ... ON CONFLICT DO NOTHING RETURNING id) on SQLite and PostgreSQL:
-    a new address needs no lookup first, two sign-ups of one address at the same moment
-    store one row, and nothing is rolled back (no savepoint either: SQLite's Python driver
-    would commit the row on releasing it, apart from the mail queued with it).
+    In the session's transaction, for the placeholder of a change of address (a sign-up
+    uses ``_store_new_address``). One statement (INSERT ... ON CONFLICT DO NOTHING
+    RETURNING id): a new address needs no lookup first, two requests for one address at
+    the same moment store one row, and nothing is rolled back (no savepoint either:
+    SQLite's Python driver would commit the row on releasing it, apart from the mail
+    queued with it).
     """
     # On the session's connection: a Core statement needs none of the ORM's bookkeeping.
     # Its dialect names the statement too (session.get_bind() would resolve the bind again).
@@ -389,6 +388,194 @@ def _insert_if_new_statement(dialect: str) -> Any:
     return (
         insert(table).on_conflict_do_nothing(index_elements=[table.c.email]).returning(table.c.id)
     )
+
+
+def _store_new_address(
+    session: Session, address: str, values: dict[str, Any], now: dt.datetime
+) -> int | None:
+    """Store ``address`` as pending with its confirmation queued; the new id, or None if known.
+
+    Both rows or neither. PostgreSQL runs one statement in autocommit: one round trip, no
+    BEGIN and no COMMIT. SQLite runs the two inserts in one transaction. ON CONFLICT DO
+    NOTHING makes a second sign-up of the address at the same moment wait for the first and
+    store nothing, so a new address gets one row and one first confirmation. The statement
+    goes through the driver on a pooled connection of its own: SQLAlchemy's execution and
+    the session's transaction cost several times the statement.
+    """
+    if _in_transaction(session):
+        # Sign-up commits the caller's work anyway. Commit it first: the rows go through
+        # another connection, which could otherwise wait on locks this session holds.
+        session.commit()
+    # The app's engine, as db.session would find it: asking db.session builds a Session,
+    # which a request that only signs up a new address otherwise never needs.
+    engine = db.engine
+    dialect = engine.dialect
+    statement = _new_address_statement(dialect)
+    row = _new_address_row(address, values, now)
+    try:
+        connection = engine.raw_connection()
+        try:
+            return statement.run(connection, row)
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, connection.dbapi_connection, None):
+                connection.invalidate(error)
+            raise
+        finally:
+            # Back to the pool: it rolls back whatever the driver still holds open.
+            connection.close()
+    except dialect.loaded_dbapi.Error as error:
+        # The same exception classes as Core statements raise; parameters (a reader's
+        # address and IP) stay out of the message.
+        raise DBAPIError.instance(
+            None, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+        ) from error
+
+
+def _in_transaction(session: Session) -> bool:
+    """Whether ``session`` has begun a transaction, without building one for db.session.
+
+    A web request that only signs up a new address never needs a Session object, and a
+    scoped_session forwards neither ``in_transaction`` nor ``get_transaction``.
+    """
+    if isinstance(session, scoped_session):
+        if not session.registry.has():
+            return False
+        session = session.registry()
+    return session.in_transaction()
+
+
+def _new_address_row(address: str, values: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The parameters of the new-address statement: the form, what the model's defaults
+    would add (no ORM runs here) and the confirmation mail."""
+    from digest.mail.delivery import notice_payload
+
+    return {
+        **values,
+        "email": address,
+        "status": SubscriberStatus.PENDING.value,
+        "token_version": 1,
+        "bounce_count": 0,
+        "created_at": now,
+        "mail_kind": "confirm",
+        "mail_state": DeliveryState.QUEUED.value,
+        "mail_attempts": 0,
+        "mail_created_at": now,
+        "mail_next_attempt_at": now,
+        # The link is signed when the mail is sent: the id is not known before this runs.
+        "mail_payload": notice_payload("confirm", _confirm_context(), CONFIRM_LINKS),
+    }
+
+
+_NEW_SUBSCRIBER_COLUMNS = ("email", "token_version", "bounce_count", "created_at", *_FORM_COLUMNS)
+_NEW_MAIL_COLUMNS = ("kind", "state", "attempts", "created_at", "next_attempt_at", "payload")
+
+
+def _binds(table: Table, columns: Iterable[str], prefix: str = "") -> dict[Column[Any], Any]:
+    """A typed parameter per column, so values get the column's conversions (JSON, dates)."""
+    return {table.c[name]: bindparam(prefix + name, type_=table.c[name].type) for name in columns}
+
+
+class _NewAddressStatement:
+    """The new-address sign-up for PostgreSQL: one statement, compiled once, in autocommit."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        new = _insert_new_subscriber(postgresql.insert).cte("new")
+        mail = _binds(_deliveries, _NEW_MAIL_COLUMNS, "mail_")
+        both = _deliveries.insert().from_select(
+            [_deliveries.c.subscriber_id, *mail], select(new.c.id, *mail.values())
+        )
+        self.statement = _DriverStatement(both.returning(_deliveries.c.subscriber_id), dialect)
+
+    def run(self, connection: PoolProxiedConnection, row: dict[str, Any]) -> int | None:
+        """Store the address and its confirmation, or nothing; the new id, or None."""
+        driver = connection.dbapi_connection
+        assert driver is not None
+        # One round trip: the statement is its own transaction, no BEGIN and no COMMIT.
+        driver.autocommit = True
+        try:
+            found = self.statement.execute(driver, row)
+        finally:
+            # The pool hands out connections in the engine's transaction mode.
+            if not driver.closed:
+                driver.autocommit = False
+        return None if found is None else int(found[0])
+
+
+class _NewAddressStatementsSqlite(_NewAddressStatement):
+    """The new-address sign-up for SQLite, which has no INSERT in a WITH: two inserts in one
+    transaction, so a subscriber is never stored without its confirmation."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.statement = _DriverStatement(_insert_new_subscriber(sqlite.insert), dialect)
+        mail = {
+            _deliveries.c.subscriber_id: bindparam(
+                "mail_subscriber_id", type_=_deliveries.c.subscriber_id.type
+            ),
+            **_binds(_deliveries, _NEW_MAIL_COLUMNS, "mail_"),
+        }
+        self.mail = _DriverStatement(_deliveries.insert().values(mail), dialect)
+
+    def run(self, connection: PoolProxiedConnection, row: dict[str, Any]) -> int | None:
+        """Store the address and its confirmation, or nothing; the new id, or None."""
+        driver = connection.dbapi_connection
+        assert driver is not None
+        try:
+            found = self.statement.execute(driver, row)
+            if found is not None:
+                self.mail.execute(driver, {**row, "mail_subscriber_id": found[0]})
+            driver.commit()
+        except BaseException:
+            driver.rollback()
+            raise
+        return None if found is None else int(found[0])
+
+
+def _insert_new_subscriber(insert: Any) -> Any:
+    """INSERT ... ON CONFLICT (email) DO NOTHING RETURNING id, for a new address's row."""
+    return (
+        insert(_subscribers)
+        .values(_binds(_subscribers, _NEW_SUBSCRIBER_COLUMNS))
+        .on_conflict_do_nothing(index_elements=[_subscribers.c.email])
+        .returning(_subscribers.c.id)
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _new_address_statement(dialect: Dialect) -> _NewAddressStatement:
+    # Per dialect object (each engine has its own): its compiled SQL and type conversions.
+    if dialect.name == "postgresql":
+        return _NewAddressStatement(dialect)
+    return _NewAddressStatementsSqlite(dialect)
+
+
+class _DriverStatement:
+    """A Core statement compiled for a dialect, with its parameters' order and conversions."""
+
+    def __init__(self, statement: Any, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self.positional = compiled.positiontup is not None
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or compiled.binds)
+        self.conversions: tuple[tuple[str, Any], ...] = tuple(
+            (name, convert)
+            for bind, name in compiled.bind_names.items()
+            if (convert := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        )
+
+    def execute(self, driver: Any, values: dict[str, Any]) -> Any:
+        """Run on a DBAPI connection; the first row returned, if any."""
+        parameters = {name: values[name] for name in self.names}
+        for name, convert in self.conversions:
+            parameters[name] = convert(parameters[name])
+        cursor = driver.cursor()
+        try:
+            if self.positional:
+                cursor.execute(self.sql, tuple(parameters[name] for name in self.names))
+            else:
+                cursor.execute(self.sql, parameters)
+            return cursor.fetchone() if cursor.description else None
+        finally:
+            cursor.close()
 
 
 @dataclass(frozen=True)
@@ -480,8 +667,6 @@ def unsubscribe(session: Session, subscriber: Subscriber, now: dt.datetime) -> b
 
 def _cancel_queued(session: Session, subscriber: Subscriber) -> None:
     """Digests queued but not yet sent must not go out after the reader leaves."""
-    from digest.models import DeliveryState
-
     for delivery in session.scalars(
         select(Delivery).where(
             Delivery.subscriber_id == subscriber.id,

@@ -21,6 +21,13 @@ from sqlalchemy.orm import Session
 from digest.models import Subscriber
 
 PURPOSES: tuple[str, ...] = ("confirm", "manage", "unsubscribe", "email")
+# The page of the public site that honours each purpose's link (digest.web.public). "email"
+# is missing: a change-of-address link carries extra signed data and is made with make_token.
+LINK_PATHS: dict[str, str] = {
+    "confirm": "/confirm/",
+    "manage": "/manage/",
+    "unsubscribe": "/unsubscribe/",
+}
 # The salt separates these signatures from anything else signed with the same SECRET_KEY.
 _SALT = "digest.subscriber-link"
 
@@ -151,6 +158,22 @@ class LinkSigner:
         mac.update(body)
         signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=")
         return (body + self._separator + signature).decode("ascii")
+
+
+def link_url(subscriber: LinkOwner, purpose: str, now: dt.datetime) -> str:
+    """The absolute link to ``purpose``'s page for ``subscriber``, issued at ``now``.
+
+    Mail signs its links when it is sent (``digest.mail.assembly``), with the token version
+    the subscriber has then.
+    """
+    if purpose not in LINK_PATHS:
+        raise ValueError(f"no page takes {purpose!r} links; expected one of {tuple(LINK_PATHS)}")
+    if subscriber.id is None:
+        raise ValueError("the subscriber must be flushed (have an id) before making a token")
+    token = link_signer().make(
+        subscriber.id, subscriber.token_version, purpose, int(now.timestamp())
+    )
+    return f"{current_app.config['PUBLIC_URL']}{LINK_PATHS[purpose]}{token}"
 
 
 def default_max_age(purpose: str) -> dt.timedelta | None:

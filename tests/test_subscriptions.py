@@ -10,10 +10,13 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 
 from digest import subscriptions, tokens
 from digest.extensions import db
+from digest.mail.delivery import deliver_pending
+from digest.mail.transports import app_transport, memory_outbox
 from digest.models import Delivery, Subscriber
 from tests.public_helpers import links_in, mails_to
 
@@ -56,20 +59,122 @@ def test_sign_up_stores_one_pending_subscriber_and_queues_one_confirmation(app: 
     assert tokens.read_token(db.session, link.rsplit("/", 1)[1], "confirm", now=NOW).id == ana.id
 
 
-def test_a_sign_up_whose_mail_cannot_be_queued_stores_nothing(
-    app: Flask, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from digest.mail import delivery
+def _refuse_new_mail() -> None:
+    """Make the database refuse every insert into the ledger, as a full disk or a broken
+    constraint would: the subscriber's row is stored first, then its mail fails."""
+    if _on_sqlite():
+        db.session.execute(
+            text(
+                "CREATE TRIGGER refuse_mail BEFORE INSERT ON deliveries "
+                "BEGIN SELECT RAISE(ABORT, 'the ledger is unavailable'); END"
+            )
+        )
+    else:
+        db.session.execute(
+            text(
+                "CREATE OR REPLACE FUNCTION refuse_mail() RETURNS trigger LANGUAGE plpgsql "
+                "AS $$ BEGIN RAISE EXCEPTION 'the ledger is unavailable'; END $$"
+            )
+        )
+        db.session.execute(
+            text(
+                "CREATE TRIGGER refuse_mail BEFORE INSERT ON deliveries "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_mail()"
+            )
+        )
+    db.session.commit()
 
-    def broken_ledger(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("the ledger is unavailable")
 
-    monkeypatch.setattr(delivery, "enqueue_notice", broken_ledger)
-    with pytest.raises(RuntimeError):
+def _accept_mail_again() -> None:
+    if _on_sqlite():
+        db.session.execute(text("DROP TRIGGER refuse_mail"))
+    else:
+        db.session.execute(text("DROP TRIGGER refuse_mail ON deliveries"))
+        db.session.execute(text("DROP FUNCTION refuse_mail()"))
+    db.session.commit()
+
+
+def _on_sqlite() -> bool:
+    return db.engine.dialect.name == "sqlite"
+
+
+def test_a_sign_up_whose_mail_cannot_be_queued_stores_nothing(app: Flask) -> None:
+    _refuse_new_mail()
+    with pytest.raises(DBAPIError, match="the ledger is unavailable"):
         subscriptions.sign_up(db.session, email="ana@example.org", now=NOW)
-    # What the end of the failed request does; the reader is not half signed up.
-    db.session.rollback()
+    # No reader is left pending without the mail that would let them confirm.
     assert _get("ana@example.org") is None
+    _accept_mail_again()
+    # The connection went back to the pool usable: the next sign-up stores both rows, and
+    # a unit of work rolled back afterwards leaves nothing (no autocommit left switched on).
+    retried = subscriptions.sign_up(db.session, email="ana@example.org", now=NOW)
+    assert retried.outcome == subscriptions.SignUpOutcome.CREATED
+    assert [mail.kind for mail in _signup_mails(_get("ana@example.org"))] == ["confirm"]
+    db.session.add(Subscriber(email="bo@example.org"))
+    db.session.flush()
+    db.session.rollback()
+    assert _get("bo@example.org") is None
+
+
+def test_a_sign_up_commits_work_left_open_in_the_session_first(app: Flask) -> None:
+    # The new address is stored on a connection of its own; it must not wait on the locks
+    # of a write the session has not committed (SQLite would report "database is locked").
+    db.session.add(Subscriber(email="bo@example.org", status="active"))
+    db.session.flush()
+    result = subscriptions.sign_up(db.session, email="ana@example.org", now=NOW)
+    assert result.outcome == subscriptions.SignUpOutcome.CREATED
+    db.session.rollback()
+    assert _get("bo@example.org") is not None and _get("ana@example.org") is not None
+
+
+def test_the_confirmation_link_is_signed_when_the_mail_is_sent(app: Flask) -> None:
+    subscriptions.sign_up(db.session, email="ana@example.org", now=NOW)
+    # The sender was stopped for ten days: the link's seven days count from the sending.
+    sent_at = NOW + dt.timedelta(days=10)
+    deliver_pending(db.session, app_transport(app), sent_at)
+    (mail,) = memory_outbox(app)
+    (link,) = links_in(mail, "confirm")
+    token = link.rsplit("/", 1)[1]
+    ana = tokens.read_token(db.session, token, "confirm", now=sent_at + dt.timedelta(days=6))
+    assert ana.email == "ana@example.org"
+    assert subscriptions.confirm(db.session, ana, sent_at) == subscriptions.ConfirmOutcome.CONFIRMED
+    with pytest.raises(tokens.Expired):
+        tokens.read_token(db.session, token, "confirm", now=sent_at + dt.timedelta(days=8))
+
+
+@pytest.mark.parametrize(
+    ("template", "context", "kind"),
+    [
+        ("confirm", {"max_age_days": 7}, "confirm"),
+        ("manage_link", {"already": True}, "manage"),
+    ],
+)
+def test_mail_queued_with_its_links_already_signed_still_goes_out(
+    app: Flask, template: str, context: dict[str, object], kind: str
+) -> None:
+    # Rows queued before the sender signed links carry finished URLs in their context.
+    ana = _add("ana@example.org", status="pending" if kind == "confirm" else "active")
+    links = ["confirm"] if kind == "confirm" else ["manage", "unsubscribe"]
+    for purpose in links:
+        token = tokens.make_token(ana, purpose, now=NOW)
+        context[f"{purpose}_url"] = f"http://digest.test/{purpose}/{token}"
+    db.session.add(
+        Delivery(
+            kind=template,
+            subscriber=ana,
+            state="queued",
+            created_at=NOW,
+            next_attempt_at=NOW,
+            payload={"template": template, "context": context},
+        )
+    )
+    db.session.commit()
+    (sent,) = mails_to(app, "ana@example.org")
+    for purpose in links:
+        (link,) = links_in(sent, purpose)
+        assert link == str(context[f"{purpose}_url"]).removeprefix("http://digest.test")
+        token = link.rsplit("/", 1)[1]
+        assert tokens.read_token(db.session, token, purpose, now=NOW).id == ana.id
 
 
 def test_the_daily_cap_counts_a_rolling_day(app: Flask) -> None:
@@ -115,6 +220,37 @@ def test_two_sign_ups_of_one_new_address_at_once_store_one_subscriber(app: Flask
     assert sorted(outcomes) == ["created", "resent"]
     (ana,) = db.session.scalars(select(Subscriber)).all()
     assert [mail.kind for mail in _signup_mails(ana)] == ["confirm", "confirm"]
+
+
+def test_many_sign_ups_of_one_new_address_at_once_create_it_once(app: Flask) -> None:
+    start = threading.Barrier(6)
+    results: list[subscriptions.SignUpResult] = []
+    errors: list[BaseException] = []
+
+    def sign_up() -> None:
+        with app.app_context():
+            try:
+                start.wait(timeout=10)
+                results.append(subscriptions.sign_up(db.session, email="ana@example.org", now=NOW))
+            except BaseException as error:  # reported below, with the test's own assertion
+                errors.append(error)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=sign_up) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    outcomes = [result.outcome for result in results]
+    assert outcomes.count(subscriptions.SignUpOutcome.CREATED) == 1
+    # The others found the address stored and took the known-address path (resent, or
+    # capped once three mails are queued); each mail they report queued is there once.
+    (ana,) = db.session.scalars(select(Subscriber)).all()
+    mails = _signup_mails(ana)
+    assert len(mails) == sum(result.mail_queued for result in results)
+    assert {mail.kind for mail in mails} == {"confirm"}
 
 
 def test_confirm_only_turns_pending_into_active(app: Flask) -> None:

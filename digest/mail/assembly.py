@@ -21,6 +21,7 @@ from digest.mail.fast import PreparedVariant
 from digest.mail.message import PersonalLinks
 from digest.mail.signing import DkimSigner
 from digest.models import Edition, Subscriber
+from digest.tokens import link_url
 
 # What goes on the wire: CRLF line ends, lines folded at 78, no 8-bit headers.
 WIRE = policy.SMTP
@@ -80,7 +81,7 @@ def build_transactional(
     html: str | None
     if payload.get("template"):
         subject, text, html = render_notice(
-            str(payload["template"]), subscriber, payload.get("context") or {}
+            str(payload["template"]), subscriber, notice_context(payload, subscriber, now)
         )
     else:
         subject, text, html = payload.get("subject"), payload.get("text"), payload.get("html")
@@ -97,6 +98,24 @@ def build_transactional(
     if html:
         message.add_alternative(html, subtype="html")
     return message
+
+
+def notice_context(
+    payload: Mapping[str, Any], subscriber: Addressee, now: dt.datetime
+) -> dict[str, Any]:
+    """A notice's template values: those stored with it, and its ``links`` signed at ``now``.
+
+    ``links`` maps a template name to a link purpose (``{"confirm_url": "confirm"}``). They
+    are signed as the mail is sent, not when it is queued: the statement that stores a new
+    subscriber queues its confirmation in the same round trip, before anyone knows the id to
+    sign, and a link made now carries the reader's current token version. A confirmation
+    link's days of validity therefore count from the mail's sending. Rows queued before
+    links were signed here carry finished URLs in ``context`` and render as they are.
+    """
+    context = dict(payload.get("context") or {})
+    for name, purpose in (payload.get("links") or {}).items():
+        context[name] = link_url(subscriber, purpose, now)
+    return context
 
 
 def render_notice(

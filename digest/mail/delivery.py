@@ -63,6 +63,7 @@ __all__ = [
     "enqueue_message",
     "enqueue_notice",
     "finish_editions",
+    "notice_payload",
     "queue_edition",
     "send_edition",
 ]
@@ -147,6 +148,20 @@ def staff_mailbox(
 _INSERT_DELIVERY = Delivery.__table__.insert()
 
 
+def notice_payload(
+    template: str, context: dict[str, Any], links: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """What a notice's ledger row stores: its template, JSON context and links to sign.
+
+    ``links`` maps a name in the template to a link purpose (``{"confirm_url": "confirm"}``);
+    the sender signs them when it sends (``digest.mail.assembly.notice_context``).
+    """
+    payload: dict[str, Any] = {"template": template, "context": context}
+    if links:
+        payload["links"] = links
+    return payload
+
+
 def enqueue_notice(
     session: Session,
     subscriber_id: int,
@@ -154,12 +169,14 @@ def enqueue_notice(
     template: str,
     context: dict[str, Any],
     now: dt.datetime,
+    links: dict[str, str] | None = None,
 ) -> None:
     """Queue a transactional mail that the sender renders from ``templates/web/mail/``.
 
-    Only the template name and its JSON context (links, numbers) are stored; the sender
-    renders subject, text and HTML in the reader's language when it sends, so a web request
-    that queues a mail (a sign-up) does one insert and no template work. Caller commits.
+    Only the template name, its JSON context (numbers, finished links) and the links to sign
+    are stored; the sender renders subject, text and HTML in the reader's language when it
+    sends, so a web request that queues a mail does one insert and no template or signing
+    work. Caller commits.
     """
     if kind == "digest":
         raise ValueError("digests are queued with queue_edition")
@@ -172,7 +189,7 @@ def enqueue_notice(
             "attempts": 0,
             "created_at": now,
             "next_attempt_at": now,
-            "payload": {"template": template, "context": context},
+            "payload": notice_payload(template, context, links),
         },
     )
 
