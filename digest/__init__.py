@@ -101,9 +101,8 @@ def _finish_config(app: Flask) -> None:
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     cfg["DATABASE_URL"] = url
     cfg["SQLALCHEMY_DATABASE_URI"] = url
-    # A pooled PostgreSQL connection can go stale (server restart); a SQLite file cannot,
-    # and pinging it would cost every request a statement.
-    cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": not url.startswith("sqlite")})
+    # No pool_pre_ping: a pooled PostgreSQL connection the server closed (a restart) is
+    # found without a round trip per request (digest.database.tune_engines).
     cfg["MAIL_URL"] = cfg.get("MAIL_URL") or f"file://{instance / 'outbox'}"
     cfg["SEED_DIR"] = cfg.get("SEED_DIR") or str(PROJECT_ROOT / "seeds")
     cfg["RATELIMIT_STORAGE_URI"] = cfg.get("RATELIMIT_STORAGE_URL") or "memory://"

@@ -8,9 +8,12 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask import Flask
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.pool import NullPool
 
 from digest import ConfigError, create_app
 from digest.extensions import db
+from digest.models import Subscriber
 from tests.conftest import make_test_app
 
 
@@ -86,3 +89,38 @@ def test_a_command_on_a_database_without_schema_says_to_run_init(
         main()
     assert exit_info.value.code == 1
     assert "digest init" in capsys.readouterr().err
+
+
+def _sign_up_form(email: str) -> dict[str, object]:
+    return {"email": email, "categories": ["sport"], "language": "fr"}
+
+
+def _end_every_other_session() -> None:
+    """What a PostgreSQL restart does to pooled connections: each backend is told to go and
+    closes its socket. Returns once those backends have exited."""
+    url = db.engine.url.render_as_string(hide_password=False)
+    with create_engine(url, poolclass=NullPool).connect() as admin:
+        ended = admin.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"
+            )
+        ).scalar()
+    assert ended, "the pool held no connection to end"
+
+
+def test_requests_after_a_postgresql_restart_get_fresh_connections(app: Flask) -> None:
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("only a database server ends the pool's connections")
+    client = app.test_client()
+    assert client.post("/", data=_sign_up_form("ana@example.org")).status_code == 303
+    db.session.remove()
+    _end_every_other_session()
+    # A new address (its own pooled connection), a known one (the session's) and a page
+    # that reads the database all answer as before.
+    assert client.post("/", data=_sign_up_form("bo@example.org")).status_code == 303
+    assert client.post("/", data=_sign_up_form("ana@example.org")).status_code == 303
+    assert client.get("/").status_code == 200
+    emails = db.session.scalars(select(Subscriber.email).order_by(Subscriber.email)).all()
+    assert emails == ["ana@example.org", "bo@example.org"]
