@@ -27,7 +27,21 @@ from email_validator import (
 )
 from flask import current_app
 from flask_babel import gettext
-from sqlalchemy import Column, Table, bindparam, delete, func, select
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Integer,
+    Table,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
@@ -83,6 +97,10 @@ class SignUpOutcome(enum.StrEnum):
     ALREADY_ACTIVE = "already_active"
     CAPPED = "capped"
     HONEYPOT = "honeypot"
+    # Another change to the address landed while this sign-up ran (the same form sent twice
+    # at once, a confirmation, an unsubscription): that one stands, and this sign-up changed
+    # nothing and queued nothing. PostgreSQL only: SQLite runs sign-ups one after another.
+    CONCURRENT = "concurrent"
 
 
 @dataclass
@@ -234,16 +252,14 @@ def _confirm_context() -> dict[str, Any]:
     return {"max_age_days": int(current_app.config.get("CONFIRM_MAX_AGE_DAYS", 7))}
 
 
-def _queue_confirmation(
-    session: Session, subscriber: Subscriber | SubscriberRef, now: dt.datetime
-) -> bool:
+def _queue_confirmation(session: Session, subscriber: Subscriber, now: dt.datetime) -> bool:
     return _queue_mail(
         session, subscriber, "confirm", "confirm", now, links=CONFIRM_LINKS, **_confirm_context()
     )
 
 
 def _queue_manage_link(
-    session: Session, subscriber: Subscriber | SubscriberRef, kind: str, now: dt.datetime
+    session: Session, subscriber: Subscriber, kind: str, now: dt.datetime
 ) -> bool:
     return _queue_mail(
         session,
@@ -272,73 +288,19 @@ def sign_up(
     """Start a double opt-in for ``email`` (raises ``InvalidEmail``); see ``SignUpOutcome``.
 
     The caller shows the same "check your inbox" page whatever the outcome, so the form
-    never tells a stranger whether an address is subscribed.
+    never tells a stranger whether an address is subscribed; and every outcome costs the
+    same work (``_store_sign_up``), so its speed does not tell them either.
     """
     address = normalize_email(email)
     if honeypot:
         return SignUpResult(SignUpOutcome.HONEYPOT)
     values = _sign_up_values(name, language, categories, ip, user_agent, source, now)
-    new_id = _store_new_address(session, address, values, now)
-    if new_id is not None:
-        return SignUpResult(SignUpOutcome.CREATED, new_id, True)
-    subscriber, outcome = _refresh_known(session, address, values)
-    if outcome == SignUpOutcome.ALREADY_ACTIVE:
-        queued = _queue_manage_link(session, subscriber, "already", now)
-    else:
-        queued = _queue_confirmation(session, subscriber, now)
-    session.commit()
-    if not queued:
-        outcome = SignUpOutcome.CAPPED
-    return SignUpResult(outcome, subscriber.id, queued)
-
-
-def _refresh_known(
-    session: Session, address: str, values: dict[str, Any]
-) -> tuple[SubscriberRef, SignUpOutcome]:
-    """The sign-up form again for a stored address: what to mail, and the row as it now is.
-
-    Pending, unsubscribed and bounced readers take the form's choices and wait for a fresh
-    confirmation. Active and paused ones keep theirs: a stranger's form must not change
-    their settings, and the reader gets their own preference link by mail instead.
-    Plain statements rather than loading the row into the session, to keep a known address
-    near a new one's cost (the form must not tell them apart by its speed); it still costs
-    several times the single statement that stores a new address (``_store_new_address``).
-    """
-    connection = session.connection()
-    for _attempt in range(3):
-        row = connection.execute(_SELECT_KNOWN, {"email": address}).one_or_none()
-        if row is None:
-            raise RuntimeError(f"{address} was stored and then removed during this sign-up")
-        if row.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
-            ref = SubscriberRef(row.id, address, row.language, row.token_version or 1)
-            return ref, SignUpOutcome.ALREADY_ACTIVE
-        # Guarded by the status just read: if a confirmation or an unsubscription lands in
-        # between, decide again from the new status instead of overwriting it.
-        form = {**values, "status": SubscriberStatus.PENDING}
-        changed = connection.execute(
-            _UPDATE_KNOWN,
-            {
-                **{f"new_{column}": form[column] for column in _FORM_COLUMNS},
-                "row_id": row.id,
-                "seen_status": row.status,
-            },
-        ).rowcount
-        if changed:
-            ref = SubscriberRef(row.id, address, values["language"], row.token_version or 1)
-            if row.status == SubscriberStatus.PENDING:
-                return ref, SignUpOutcome.RESENT
-            return ref, SignUpOutcome.RESUBSCRIBING
-    raise RuntimeError(f"the status of {address} kept changing during this sign-up")
+    return _store_sign_up(session, address, values, now)
 
 
 _subscribers = Subscriber.__table__
 _deliveries = Delivery.__table__
-_SELECT_KNOWN = select(
-    _subscribers.c.id,
-    _subscribers.c.status,
-    _subscribers.c.language,
-    _subscribers.c.token_version,
-).where(_subscribers.c.email == bindparam("email"))
+# What a sign-up form writes: the reader's choices, the consent record and the status.
 _FORM_COLUMNS = (
     "name",
     "language",
@@ -349,25 +311,20 @@ _FORM_COLUMNS = (
     "consent_user_agent",
     "status",
 )
-_UPDATE_KNOWN = (
-    _subscribers.update()
-    .where(
-        _subscribers.c.id == bindparam("row_id"),
-        _subscribers.c.status == bindparam("seen_status"),
-    )
-    .values({column: bindparam(f"new_{column}") for column in _FORM_COLUMNS})
-)
+_NEW_SUBSCRIBER_COLUMNS = ("email", "token_version", "bounce_count", "created_at", *_FORM_COLUMNS)
+_NEW_MAIL_COLUMNS = ("kind", "state", "attempts", "created_at", "next_attempt_at", "payload")
+# Confirmed readers keep their settings whoever fills in the form; they get their manage link.
+_CONFIRMED = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED)
 
 
 def _insert_if_new(session: Session, address: str, values: dict[str, Any]) -> int | None:
     """Store a pending subscriber for ``address`` unless it is known; the new id, or None.
 
     In the session's transaction, for the placeholder of a change of address (a sign-up
-    uses ``_store_new_address``). One statement (INSERT ... ON CONFLICT DO NOTHING
-    RETURNING id): a new address needs no lookup first, two requests for one address at
-    the same moment store one row, and nothing is rolled back (no savepoint either:
-    SQLite's Python driver would commit the row on releasing it, apart from the mail
-    queued with it).
+    uses ``_store_sign_up``). One statement (INSERT ... ON CONFLICT DO NOTHING RETURNING
+    id): a new address needs no lookup first, two requests for one address at the same
+    moment store one row, and nothing is rolled back (no savepoint either: SQLite's Python
+    driver would commit the row on releasing it, apart from the mail queued with it).
     """
     # On the session's connection: a Core statement needs none of the ORM's bookkeeping.
     # Its dialect names the statement too (session.get_bind() would resolve the bind again).
@@ -390,32 +347,39 @@ def _insert_if_new_statement(dialect: str) -> Any:
     )
 
 
-def _store_new_address(
+def _store_sign_up(
     session: Session, address: str, values: dict[str, Any], now: dt.datetime
-) -> int | None:
-    """Store ``address`` as pending with its confirmation queued; the new id, or None if known.
+) -> SignUpResult:
+    """Store the form for ``address`` and queue its mail, with the same work for every address.
 
-    Both rows or neither. PostgreSQL runs one statement in autocommit: one round trip, no
-    BEGIN and no COMMIT. SQLite runs the two inserts in one transaction. ON CONFLICT DO
-    NOTHING makes a second sign-up of the address at the same moment wait for the first and
-    store nothing, so a new address gets one row and one first confirmation. The statement
-    goes through the driver on a pooled connection of its own: SQLAlchemy's execution and
-    the session's transaction cost several times the statement.
+    A new address is stored as pending with its confirmation queued. A pending, unsubscribed
+    or bounced one takes the form's choices and consent and gets a fresh confirmation. An
+    active or paused reader keeps their settings and gets their manage link ("already")
+    instead: a stranger's form changes nothing for them. Mail is queued only under the daily
+    cap (CONFIRM_MAILS_PER_DAY over CONFIRM_KINDS), and the rows are stored together or not
+    at all.
+
+    PostgreSQL does it all in one statement in autocommit: one round trip, no BEGIN and no
+    COMMIT. SQLite runs the same five statements for every address in one transaction. A
+    known address thus costs what a new one does, so a stranger timing the form cannot tell
+    that an address is subscribed. The statements go through the driver on a pooled
+    connection of their own: SQLAlchemy's execution and the session's transaction cost
+    several times the statement.
     """
     if _in_transaction(session):
         # Sign-up commits the caller's work anyway. Commit it first: the rows go through
         # another connection, which could otherwise wait on locks this session holds.
         session.commit()
     # The app's engine, as db.session would find it: asking db.session builds a Session,
-    # which a request that only signs up a new address otherwise never needs.
+    # which a request that only signs up an address otherwise never needs.
     engine = db.engine
     dialect = engine.dialect
-    statement = _new_address_statement(dialect)
-    row = _new_address_row(address, values, now)
+    statement = _sign_up_statement(dialect)
+    row = _sign_up_row(address, values, now)
     try:
         connection = engine.raw_connection()
         try:
-            return statement.run(connection, row)
+            stored = statement.run(connection, row)
         except dialect.loaded_dbapi.Error as error:
             if dialect.is_disconnect(error, connection.dbapi_connection, None):
                 connection.invalidate(error)
@@ -429,12 +393,13 @@ def _store_new_address(
         raise DBAPIError.instance(
             None, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
         ) from error
+    return _sign_up_result(stored)
 
 
 def _in_transaction(session: Session) -> bool:
     """Whether ``session`` has begun a transaction, without building one for db.session.
 
-    A web request that only signs up a new address never needs a Session object, and a
+    A web request that only signs up an address never needs a Session object, and a
     scoped_session forwards neither ``in_transaction`` nor ``get_transaction``.
     """
     if isinstance(session, scoped_session):
@@ -444,9 +409,32 @@ def _in_transaction(session: Session) -> bool:
     return session.in_transaction()
 
 
-def _new_address_row(address: str, values: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
-    """The parameters of the new-address statement: the form, what the model's defaults
-    would add (no ORM runs here) and the confirmation mail."""
+# What the sign-up statements return: the subscriber's id, its status before the form
+# (None for a new address) and whether a mail was queued; None when another change to the
+# address won (SignUpOutcome.CONCURRENT).
+_Stored = tuple[int, str | None, bool] | None
+
+
+def _sign_up_result(stored: _Stored) -> SignUpResult:
+    if stored is None:
+        return SignUpResult(SignUpOutcome.CONCURRENT)
+    subscriber_id, was, queued = stored
+    if not queued:
+        outcome = SignUpOutcome.CAPPED
+    elif was is None:
+        outcome = SignUpOutcome.CREATED
+    elif was == SubscriberStatus.PENDING:
+        outcome = SignUpOutcome.RESENT
+    elif was in _CONFIRMED:
+        outcome = SignUpOutcome.ALREADY_ACTIVE
+    else:
+        outcome = SignUpOutcome.RESUBSCRIBING
+    return SignUpResult(outcome, int(subscriber_id), queued)
+
+
+def _sign_up_row(address: str, values: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    """The parameters of the sign-up statements: the form, what the model's defaults would
+    add to a new row (no ORM runs here), both mails the address may get, and the cap."""
     from digest.mail.delivery import notice_payload
 
     return {
@@ -456,18 +444,17 @@ def _new_address_row(address: str, values: dict[str, Any], now: dt.datetime) -> 
         "token_version": 1,
         "bounce_count": 0,
         "created_at": now,
-        "mail_kind": "confirm",
         "mail_state": DeliveryState.QUEUED.value,
         "mail_attempts": 0,
         "mail_created_at": now,
         "mail_next_attempt_at": now,
-        # The link is signed when the mail is sent: the id is not known before this runs.
-        "mail_payload": notice_payload("confirm", _confirm_context(), CONFIRM_LINKS),
+        # Links are signed when the mail is sent (the id of a new row is not known before the
+        # statement runs), so both mails are the same for every address.
+        "confirm_payload": notice_payload("confirm", _confirm_context(), CONFIRM_LINKS),
+        "already_payload": notice_payload("manage_link", {"already": True}, MANAGE_LINKS),
+        "cap": int(current_app.config.get("CONFIRM_MAILS_PER_DAY", 3)),
+        "since": now - dt.timedelta(days=1),
     }
-
-
-_NEW_SUBSCRIBER_COLUMNS = ("email", "token_version", "bounce_count", "created_at", *_FORM_COLUMNS)
-_NEW_MAIL_COLUMNS = ("kind", "state", "attempts", "created_at", "next_attempt_at", "payload")
 
 
 def _binds(table: Table, columns: Iterable[str], prefix: str = "") -> dict[Column[Any], Any]:
@@ -475,19 +462,139 @@ def _binds(table: Table, columns: Iterable[str], prefix: str = "") -> dict[Colum
     return {table.c[name]: bindparam(prefix + name, type_=table.c[name].type) for name in columns}
 
 
-class _NewAddressStatement:
-    """The new-address sign-up for PostgreSQL: one statement, compiled once, in autocommit."""
+def _sql_word(word: str) -> Any:
+    """A code constant (a status, a mail kind) written into the SQL as a person would write
+    it; what a visitor typed always goes in as a parameter."""
+    assert re.fullmatch(r"[a-z_]+", word), word
+    return literal_column(f"'{word}'")
+
+
+def _sql_words(words: Iterable[str]) -> list[Any]:
+    return [_sql_word(word) for word in words]
+
+
+def _insert_new_subscriber(insert: Any, form: dict[Column[Any], Any]) -> Any:
+    """INSERT ... ON CONFLICT (email) DO NOTHING RETURNING id, for a new address's row."""
+    return (
+        insert(_subscribers)
+        .values(form)
+        .on_conflict_do_nothing(index_elements=[_subscribers.c.email])
+        .returning(_subscribers.c.id)
+    )
+
+
+def _refreshed_columns(form: dict[Column[Any], Any]) -> dict[Column[Any], Any]:
+    """SET for a stored address: the form's values, except that an active or paused row keeps
+    its own (decided on the row being written, so a confirmation landing first counts)."""
+    confirmed = _subscribers.c.status.in_(_sql_words(_CONFIRMED))
+    return {
+        _subscribers.c[name]: case(
+            (confirmed, _subscribers.c[name]), else_=form[_subscribers.c[name]]
+        )
+        for name in _FORM_COLUMNS
+    }
+
+
+def _under_daily_cap(subscriber_id: Any) -> Any:
+    """Whether the address got fewer than :cap of the mails a stranger can trigger since :since."""
+    mails = (
+        select(func.count())
+        .select_from(_deliveries)
+        .where(
+            _deliveries.c.subscriber_id == subscriber_id,
+            _deliveries.c.kind.in_(_sql_words(CONFIRM_KINDS)),
+            _deliveries.c.created_at > bindparam("since", type_=_deliveries.c.created_at.type),
+        )
+        .scalar_subquery()
+    )
+    return mails < bindparam("cap", type_=Integer)
+
+
+class _SignUpPostgresql:
+    """The sign-up for PostgreSQL: one statement, compiled once, run in autocommit.
+
+        WITH new AS (INSERT INTO subscribers ... ON CONFLICT (email) DO NOTHING RETURNING id),
+        seen AS (SELECT id, status, xmin FROM subscribers WHERE email = :email),
+        refreshed AS (UPDATE subscribers SET <the form, or for an active or paused row its own
+                      values> FROM seen WHERE subscribers.id = seen.id
+                      AND subscribers.xmin = seen.xmin RETURNING id, seen.status AS was),
+        target AS (SELECT id, NULL AS was FROM new UNION ALL SELECT id, was FROM refreshed),
+        queued AS (INSERT INTO deliveries ... SELECT id, <confirm, or already if was is
+                   active or paused>, ... FROM target WHERE <its capped mails of the last
+                   day> < :cap RETURNING subscriber_id)
+        SELECT id, was, EXISTS (SELECT FROM queued) FROM target
+
+    Why this holds (PostgreSQL manual, "Data-Modifying Statements in WITH" and "Read
+    Committed Isolation Level"; autocommit runs each statement at the server's default
+    level, Read Committed, which this relies on):
+
+    - Every part of the statement reads the one snapshot taken when it starts, and none
+      sees another's writes. When ``new`` stores the address, ``seen`` finds nothing and
+      nothing is refreshed; when the address is known, ``new`` stores nothing and ``seen``
+      holds its row. No row is written twice by the statement, which PostgreSQL forbids.
+    - ON CONFLICT DO NOTHING waits for a transaction that is storing the same address and,
+      once it commits, stores nothing, though that row is not in this statement's snapshot.
+      Two sign-ups of a new address at the same moment therefore store one row, and the
+      second, which sees neither a row of its own nor the other's, changes and queues
+      nothing: one confirmation (SignUpOutcome.CONCURRENT).
+    - UPDATE waits for a transaction writing the same row, then evaluates its WHERE again on
+      the row's newest version. xmin, the transaction that wrote a row version, changes with
+      every write (a lock, such as a new mail's foreign key check, leaves it alone), so the
+      version test passes only if nobody changed the row after the snapshot: the status
+      ``seen`` read, the choice of mail and the count under the cap are those of the row
+      being written. If a confirmation, an unsubscription or another sign-up got there
+      first, nothing is refreshed or queued and that change stands (CONCURRENT).
+    - So an active or paused row is written too, with its own values: that write is what
+      makes a second sign-up of the address at the same moment step aside, which keeps the
+      cap exact under concurrency (the count cannot see a mail queued after the snapshot).
+      And every address costs the same: one row stored or rewritten, one mail counted and
+      queued.
+    """
 
     def __init__(self, dialect: Dialect) -> None:
-        new = _insert_new_subscriber(postgresql.insert).cte("new")
-        mail = _binds(_deliveries, _NEW_MAIL_COLUMNS, "mail_")
-        both = _deliveries.insert().from_select(
-            [_deliveries.c.subscriber_id, *mail], select(new.c.id, *mail.values())
+        form = _binds(_subscribers, _NEW_SUBSCRIBER_COLUMNS)
+        new = _insert_new_subscriber(postgresql.insert, form).cte("new")
+        # xmin: the transaction that wrote the row's current version (see above).
+        version: ColumnElement[Any] = literal_column("subscribers.xmin")
+        seen = (
+            select(_subscribers.c.id, _subscribers.c.status, version.label("version"))
+            .where(_subscribers.c.email == form[_subscribers.c.email])
+            .cte("seen")
         )
-        self.statement = _DriverStatement(both.returning(_deliveries.c.subscriber_id), dialect)
+        refreshed = (
+            _subscribers.update()
+            .where(_subscribers.c.id == seen.c.id, version == seen.c.version)
+            .values(_refreshed_columns(form))
+            .returning(_subscribers.c.id, seen.c.status.label("was"))
+            .cte("refreshed")
+        )
+        target = union_all(
+            select(new.c.id, null().label("was")), select(refreshed.c.id, refreshed.c.was)
+        ).cte("target")
+        confirmed = target.c.was.in_(_sql_words(_CONFIRMED))
+        json = _deliveries.c.payload.type
+        mail = {
+            _deliveries.c.subscriber_id: target.c.id,
+            _deliveries.c.kind: case((confirmed, _sql_word("already")), else_=_sql_word("confirm")),
+            **_binds(_deliveries, ("state", "attempts", "created_at", "next_attempt_at"), "mail_"),
+            _deliveries.c.payload: case(
+                (confirmed, bindparam("already_payload", type_=json)),
+                else_=bindparam("confirm_payload", type_=json),
+            ),
+        }
+        queued = (
+            _deliveries.insert()
+            .from_select(list(mail), select(*mail.values()).where(_under_daily_cap(target.c.id)))
+            .returning(_deliveries.c.subscriber_id)
+            .cte("queued")
+        )
+        outcome = select(
+            target.c.id, target.c.was, exists(select(queued.c.subscriber_id)).label("queued")
+        )
+        self.statement = _DriverStatement(outcome, dialect)
 
-    def run(self, connection: PoolProxiedConnection, row: dict[str, Any]) -> int | None:
-        """Store the address and its confirmation, or nothing; the new id, or None."""
+    def run(self, connection: PoolProxiedConnection, row: dict[str, Any]) -> _Stored:
+        """Store the sign-up and queue its mail; what was done (see ``_Stored``)."""
         driver = connection.dbapi_connection
         assert driver is not None
         # One round trip: the statement is its own transaction, no BEGIN and no COMMIT.
@@ -498,54 +605,80 @@ class _NewAddressStatement:
             # The pool hands out connections in the engine's transaction mode.
             if not driver.closed:
                 driver.autocommit = False
-        return None if found is None else int(found[0])
+        return None if found is None else (int(found[0]), found[1], bool(found[2]))
 
 
-class _NewAddressStatementsSqlite(_NewAddressStatement):
-    """The new-address sign-up for SQLite, which has no INSERT in a WITH: two inserts in one
-    transaction, so a subscriber is never stored without its confirmation."""
+class _SignUpSqlite:
+    """The sign-up for SQLite: the same decisions, as plain statements in one transaction.
+
+    BEGIN IMMEDIATE takes the database's write lock before the address is looked up, so
+    sign-ups run one after another and what the lookup finds holds until COMMIT. Every
+    address runs the same five statements: BEGIN IMMEDIATE, the lookup, the INSERT of a new
+    row or the UPDATE of the stored one (an active or paused row is rewritten with its own
+    values, as on PostgreSQL, so that it costs the same), the mail under the cap, COMMIT.
+    """
 
     def __init__(self, dialect: Dialect) -> None:
-        self.statement = _DriverStatement(_insert_new_subscriber(sqlite.insert), dialect)
-        mail = {
-            _deliveries.c.subscriber_id: bindparam(
-                "mail_subscriber_id", type_=_deliveries.c.subscriber_id.type
+        form = _binds(_subscribers, _NEW_SUBSCRIBER_COLUMNS)
+        self.seen = _DriverStatement(
+            select(_subscribers.c.id, _subscribers.c.status).where(
+                _subscribers.c.email == form[_subscribers.c.email]
             ),
-            **_binds(_deliveries, _NEW_MAIL_COLUMNS, "mail_"),
-        }
-        self.mail = _DriverStatement(_deliveries.insert().values(mail), dialect)
+            dialect,
+        )
+        self.insert = _DriverStatement(_insert_new_subscriber(sqlite.insert, form), dialect)
+        self.refresh = _DriverStatement(
+            _subscribers.update()
+            .where(_subscribers.c.id == bindparam("subscriber_id", type_=Integer))
+            .values(_refreshed_columns(form)),
+            dialect,
+        )
+        mail = _binds(_deliveries, ("subscriber_id", *_NEW_MAIL_COLUMNS), "mail_")
+        self.mail = _DriverStatement(
+            _deliveries.insert()
+            .from_select(
+                list(mail),
+                select(*mail.values()).where(_under_daily_cap(mail[_deliveries.c.subscriber_id])),
+            )
+            .returning(_deliveries.c.id),
+            dialect,
+        )
 
-    def run(self, connection: PoolProxiedConnection, row: dict[str, Any]) -> int | None:
-        """Store the address and its confirmation, or nothing; the new id, or None."""
+    def run(self, connection: PoolProxiedConnection, row: dict[str, Any]) -> _Stored:
+        """Store the sign-up and queue its mail; what was done (see ``_Stored``)."""
         driver = connection.dbapi_connection
         assert driver is not None
         try:
-            found = self.statement.execute(driver, row)
-            if found is not None:
-                self.mail.execute(driver, {**row, "mail_subscriber_id": found[0]})
+            # The driver would open a deferred transaction only at the first write; the
+            # lookup must already hold the lock, or another sign-up could change what it saw.
+            driver.execute("BEGIN IMMEDIATE")
+            seen = self.seen.execute(driver, row)
+            if seen is None:
+                subscriber_id, was = int(self.insert.execute(driver, row)[0]), None
+            else:
+                subscriber_id, was = int(seen[0]), str(seen[1])
+                self.refresh.execute(driver, {**row, "subscriber_id": subscriber_id})
+            already = was in _CONFIRMED
+            mail = {
+                **row,
+                "mail_subscriber_id": subscriber_id,
+                "mail_kind": "already" if already else "confirm",
+                "mail_payload": row["already_payload" if already else "confirm_payload"],
+            }
+            queued = self.mail.execute(driver, mail) is not None
             driver.commit()
         except BaseException:
             driver.rollback()
             raise
-        return None if found is None else int(found[0])
-
-
-def _insert_new_subscriber(insert: Any) -> Any:
-    """INSERT ... ON CONFLICT (email) DO NOTHING RETURNING id, for a new address's row."""
-    return (
-        insert(_subscribers)
-        .values(_binds(_subscribers, _NEW_SUBSCRIBER_COLUMNS))
-        .on_conflict_do_nothing(index_elements=[_subscribers.c.email])
-        .returning(_subscribers.c.id)
-    )
+        return subscriber_id, was, queued
 
 
 @functools.lru_cache(maxsize=8)
-def _new_address_statement(dialect: Dialect) -> _NewAddressStatement:
+def _sign_up_statement(dialect: Dialect) -> _SignUpPostgresql | _SignUpSqlite:
     # Per dialect object (each engine has its own): its compiled SQL and type conversions.
     if dialect.name == "postgresql":
-        return _NewAddressStatement(dialect)
-    return _NewAddressStatementsSqlite(dialect)
+        return _SignUpPostgresql(dialect)
+    return _SignUpSqlite(dialect)
 
 
 class _DriverStatement:

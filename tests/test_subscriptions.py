@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import threading
 from pathlib import Path
 
 import pytest
@@ -98,17 +97,31 @@ def _on_sqlite() -> bool:
     return db.engine.dialect.name == "sqlite"
 
 
-def test_a_sign_up_whose_mail_cannot_be_queued_stores_nothing(app: Flask) -> None:
+@pytest.mark.parametrize("status", [None, "unsubscribed"])
+def test_a_sign_up_whose_mail_cannot_be_queued_stores_nothing(
+    app: Flask, status: str | None
+) -> None:
+    if status:
+        _add("ana@example.org", status=status, name="Ana")
     _refuse_new_mail()
     with pytest.raises(DBAPIError, match="the ledger is unavailable"):
-        subscriptions.sign_up(db.session, email="ana@example.org", now=NOW)
-    # No reader is left pending without the mail that would let them confirm.
-    assert _get("ana@example.org") is None
+        subscriptions.sign_up(db.session, email="ana@example.org", name="Mallory", now=NOW)
+    # No reader is left pending without the mail that would let them confirm, and a known
+    # one keeps the row they had.
+    ana = _get("ana@example.org")
+    if status is None:
+        assert ana is None
+    else:
+        assert (ana.status, ana.name) == (status, "Ana")
     _accept_mail_again()
     # The connection went back to the pool usable: the next sign-up stores both rows, and
     # a unit of work rolled back afterwards leaves nothing (no autocommit left switched on).
     retried = subscriptions.sign_up(db.session, email="ana@example.org", now=NOW)
-    assert retried.outcome == subscriptions.SignUpOutcome.CREATED
+    assert retried.outcome == (
+        subscriptions.SignUpOutcome.CREATED
+        if status is None
+        else subscriptions.SignUpOutcome.RESUBSCRIBING
+    )
     assert [mail.kind for mail in _signup_mails(_get("ana@example.org"))] == ["confirm"]
     db.session.add(Subscriber(email="bo@example.org"))
     db.session.flush()
@@ -192,65 +205,6 @@ def test_the_daily_cap_counts_a_rolling_day(app: Flask) -> None:
         db.session, email="ana@example.org", now=NOW + dt.timedelta(hours=25)
     )
     assert later.mail_queued and len(_signup_mails(ana)) == 4
-
-
-def test_two_sign_ups_of_one_new_address_at_once_store_one_subscriber(app: Flask) -> None:
-    start = threading.Barrier(2)
-    outcomes: list[subscriptions.SignUpOutcome] = []
-    errors: list[BaseException] = []
-
-    def sign_up() -> None:
-        # Each thread is its own request: its own app context, session and connection.
-        with app.app_context():
-            try:
-                start.wait(timeout=10)
-                result = subscriptions.sign_up(db.session, email="ana@example.org", now=NOW)
-                outcomes.append(result.outcome)
-            except BaseException as error:  # reported below, with the test's own assertion
-                errors.append(error)
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=sign_up) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert errors == []
-    assert sorted(outcomes) == ["created", "resent"]
-    (ana,) = db.session.scalars(select(Subscriber)).all()
-    assert [mail.kind for mail in _signup_mails(ana)] == ["confirm", "confirm"]
-
-
-def test_many_sign_ups_of_one_new_address_at_once_create_it_once(app: Flask) -> None:
-    start = threading.Barrier(6)
-    results: list[subscriptions.SignUpResult] = []
-    errors: list[BaseException] = []
-
-    def sign_up() -> None:
-        with app.app_context():
-            try:
-                start.wait(timeout=10)
-                results.append(subscriptions.sign_up(db.session, email="ana@example.org", now=NOW))
-            except BaseException as error:  # reported below, with the test's own assertion
-                errors.append(error)
-            finally:
-                db.session.remove()
-
-    threads = [threading.Thread(target=sign_up) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert errors == []
-    outcomes = [result.outcome for result in results]
-    assert outcomes.count(subscriptions.SignUpOutcome.CREATED) == 1
-    # The others found the address stored and took the known-address path (resent, or
-    # capped once three mails are queued); each mail they report queued is there once.
-    (ana,) = db.session.scalars(select(Subscriber)).all()
-    mails = _signup_mails(ana)
-    assert len(mails) == sum(result.mail_queued for result in results)
-    assert {mail.kind for mail in mails} == {"confirm"}
 
 
 def test_confirm_only_turns_pending_into_active(app: Flask) -> None:

@@ -1,0 +1,409 @@
+"""Sign-up of new and known addresses: outcomes, the daily cap, concurrency, equal work."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import event, insert, select, text, update
+
+from digest import subscriptions
+from digest.extensions import db
+from digest.models import Delivery, Subscriber
+from tests.public_helpers import links_in, mails_to
+
+NOW = dt.datetime(2026, 3, 2, 8, 30, tzinfo=dt.UTC)
+Outcome = subscriptions.SignUpOutcome
+# A stranger's form: none of it may reach an active or paused reader's row.
+FORM: dict[str, Any] = {
+    "name": "Mallory",
+    "language": "es",
+    "categories": ["health"],
+    "ip": "203.0.113.9",
+    "user_agent": "Form/1.0",
+}
+
+
+def _add(email: str, status: str, **fields: Any) -> Subscriber:
+    subscriber = Subscriber(
+        email=email,
+        status=status,
+        name="Ana",
+        language="en",
+        categories=["sport"],
+        consent_source="import",
+        consent_ip="198.51.100.1",
+        **fields,
+    )
+    db.session.add(subscriber)
+    db.session.commit()
+    return subscriber
+
+
+def _get(email: str) -> Subscriber:
+    db.session.expire_all()
+    subscriber = db.session.scalar(select(Subscriber).where(Subscriber.email == email))
+    assert subscriber is not None
+    return subscriber
+
+
+def _mail_kinds(email: str) -> list[str]:
+    db.session.expire_all()
+    return list(
+        db.session.scalars(
+            select(Delivery.kind)
+            .join(Subscriber, Delivery.subscriber_id == Subscriber.id)
+            .where(Subscriber.email == email)
+            .order_by(Delivery.id)
+        )
+    )
+
+
+def _settings(subscriber: Subscriber) -> tuple[Any, ...]:
+    return (
+        subscriber.name,
+        subscriber.language,
+        subscriber.categories,
+        subscriber.consent_source,
+        subscriber.consent_ip,
+        subscriber.consent_user_agent,
+    )
+
+
+THEIRS = ("Ana", "en", ["sport"], "import", "198.51.100.1", None)
+THE_FORMS = ("Mallory", "es", ["health"], "web", "203.0.113.9", "Form/1.0")
+
+
+def _on_sqlite() -> bool:
+    return db.engine.dialect.name == "sqlite"
+
+
+# -------------------------------------------------------------------------------- outcomes
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome", "mail"),
+    [
+        (None, Outcome.CREATED, "confirm"),
+        ("pending", Outcome.RESENT, "confirm"),
+        ("unsubscribed", Outcome.RESUBSCRIBING, "confirm"),
+        ("bounced", Outcome.RESUBSCRIBING, "confirm"),
+        ("active", Outcome.ALREADY_ACTIVE, "already"),
+        ("paused", Outcome.ALREADY_ACTIVE, "already"),
+    ],
+)
+def test_each_kind_of_address_gets_its_mail_and_only_unconfirmed_ones_take_the_form(
+    app: Flask, status: str | None, outcome: Outcome, mail: str
+) -> None:
+    if status:
+        _add("ana@example.org", status)
+    result = subscriptions.sign_up(db.session, email="ana@example.org", now=NOW, **FORM)
+    ana = _get("ana@example.org")
+    assert (result.outcome, result.subscriber_id, result.mail_queued) == (outcome, ana.id, True)
+    assert _mail_kinds("ana@example.org") == [mail]
+    (sent,) = mails_to(app, "ana@example.org")
+    if mail == "already":
+        # A confirmed reader keeps everything, consent record included, and gets the link
+        # to their own preferences.
+        assert (ana.status, _settings(ana)) == (status, THEIRS)
+        assert sent["Subject"] == "You are already subscribed to Le Digest"
+        assert links_in(sent, "manage") and not links_in(sent, "confirm")
+    else:
+        assert (ana.status, _settings(ana)) == ("pending", THE_FORMS)
+        assert links_in(sent, "confirm") and not links_in(sent, "manage")
+
+
+@pytest.mark.parametrize("status", ["pending", "unsubscribed", "active", "paused"])
+def test_the_daily_cap_holds_for_every_kind_of_known_address(app: Flask, status: str) -> None:
+    ana = _add("ana@example.org", status)
+    # Any mail a stranger can trigger counts (here a new link, an earlier sign-up and a
+    # change of address), a digest does not.
+    for kind in ("new_link", "confirm", "email_change", "digest"):
+        db.session.add(
+            Delivery(
+                kind=kind, subscriber=ana, state="sent", created_at=NOW - dt.timedelta(hours=1)
+            )
+        )
+    db.session.commit()
+    capped = subscriptions.sign_up(db.session, email="ana@example.org", now=NOW, **FORM)
+    assert (capped.outcome, capped.subscriber_id, capped.mail_queued) == (
+        Outcome.CAPPED,
+        ana.id,
+        False,
+    )
+    assert len(_mail_kinds("ana@example.org")) == 4
+    # The form still counts for an unconfirmed address (its next confirmation uses it), and
+    # still never for a confirmed one.
+    ana = _get("ana@example.org")
+    if status in ("active", "paused"):
+        assert (ana.status, _settings(ana)) == (status, THEIRS)
+    else:
+        assert (ana.status, _settings(ana)) == ("pending", THE_FORMS)
+
+
+def test_an_active_reader_gets_three_manage_links_a_day_at_most(app: Flask) -> None:
+    _add("ana@example.org", "active")
+    outcomes = [
+        subscriptions.sign_up(
+            db.session, email="ana@example.org", now=NOW + dt.timedelta(minutes=m), **FORM
+        ).outcome
+        for m in range(4)
+    ]
+    assert outcomes == [Outcome.ALREADY_ACTIVE] * 3 + [Outcome.CAPPED]
+    assert _mail_kinds("ana@example.org") == ["already"] * 3
+    assert _settings(_get("ana@example.org")) == THEIRS
+
+
+# ----------------------------------------------------------------------------- concurrency
+
+
+class _SignUpRequest(threading.Thread):
+    """A sign-up on a thread of its own, as another web request: its own app context,
+    session and pooled connection."""
+
+    def __init__(self, app: Flask, start: threading.Barrier | None = None, **form: Any) -> None:
+        super().__init__()
+        self.app, self.start_together, self.form = app, start, form
+        self.result: subscriptions.SignUpResult | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        with self.app.app_context():
+            try:
+                if self.start_together:
+                    self.start_together.wait(timeout=10)
+                self.result = subscriptions.sign_up(db.session, now=NOW, **self.form)
+            except BaseException as error:  # raised again in the test, by finish()
+                self.error = error
+            finally:
+                db.session.remove()
+
+    def finish(self) -> subscriptions.SignUpResult:
+        self.join(timeout=30)
+        assert not self.is_alive(), "the sign-up never finished"
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+@pytest.mark.parametrize("status", [None, "pending", "active"])
+def test_many_sign_ups_of_one_address_at_once_keep_one_row_and_the_cap(
+    app: Flask, status: str | None
+) -> None:
+    if status:
+        _add("ana@example.org", status)
+    start = threading.Barrier(6)
+    requests = [_SignUpRequest(app, start, email="ana@example.org", **FORM) for _ in range(6)]
+    for request in requests:
+        request.start()
+    results = [request.finish() for request in requests]
+    (ana,) = db.session.scalars(select(Subscriber)).all()
+    # Whichever way they interleave: one row, each mail reported queued is there once, and
+    # no more than the cap reach the inbox. Sign-ups that overlap on PostgreSQL step aside
+    # for the one that got there first (CONCURRENT); those that follow it see its mail.
+    assert len(_mail_kinds(ana.email)) == sum(r.mail_queued for r in results) <= 3
+    outcomes = {r.outcome for r in results}
+    if status is None:
+        assert [r.outcome for r in results].count(Outcome.CREATED) == 1
+    if status == "active":
+        assert outcomes <= {Outcome.ALREADY_ACTIVE, Outcome.CAPPED, Outcome.CONCURRENT}
+        assert set(_mail_kinds(ana.email)) == {"already"}
+        assert (ana.status, _settings(_get(ana.email))) == ("active", THEIRS)
+    else:
+        assert outcomes <= {
+            Outcome.CREATED,
+            Outcome.RESENT,
+            Outcome.CAPPED,
+            Outcome.CONCURRENT,
+        }
+        assert set(_mail_kinds(ana.email)) == {"confirm"}
+
+
+def _wait_until_a_sign_up_waits() -> None:
+    """Return once a sign-up waits behind the change the test holds open.
+
+    Only PostgreSQL needs it, to be sure the sign-up's statement began before that change
+    commits. SQLite's sign-up takes the write lock before it reads, so it runs after the
+    held change whenever it starts.
+    """
+    if _on_sqlite():
+        return
+    deadline = time.monotonic() + 10
+    with db.engine.connect() as watcher:
+        while time.monotonic() < deadline:
+            waiting = watcher.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar()
+            # pg_stat_activity is read once per transaction: a new one for each look.
+            watcher.rollback()
+            if waiting:
+                return
+            time.sleep(0.01)
+    raise AssertionError("no sign-up waited for the change held open")
+
+
+def test_a_sign_up_meeting_the_same_new_address_being_stored_adds_no_second_row(
+    app: Flask,
+) -> None:
+    with db.engine.connect() as other:
+        stored = other.execute(
+            insert(Subscriber)
+            .values(email="ana@example.org", status="pending", name="First", created_at=NOW)
+            .returning(Subscriber.id)
+        ).scalar_one()
+        other.execute(
+            insert(Delivery).values(
+                kind="confirm", subscriber_id=stored, state="queued", created_at=NOW
+            )
+        )
+        second = _SignUpRequest(app, email="ana@example.org", **FORM)
+        second.start()
+        _wait_until_a_sign_up_waits()
+        other.commit()
+    result = second.finish()
+    assert [s.id for s in db.session.scalars(select(Subscriber))] == [stored]
+    if _on_sqlite():
+        # It waited for the write lock, then found the address pending: a sign-up again.
+        assert (result.outcome, _get("ana@example.org").name) == (Outcome.RESENT, "Mallory")
+        assert _mail_kinds("ana@example.org") == ["confirm", "confirm"]
+    else:
+        # It began before the row was there and waited on its insert: it steps aside, and
+        # the address gets one confirmation.
+        assert (result.outcome, result.mail_queued) == (Outcome.CONCURRENT, False)
+        assert (_get("ana@example.org").name, _mail_kinds("ana@example.org")) == (
+            "First",
+            ["confirm"],
+        )
+
+
+def test_a_sign_up_meeting_another_sign_up_of_a_known_address_changes_nothing_more(
+    app: Flask,
+) -> None:
+    ana = _add("ana@example.org", "unsubscribed")
+    with db.engine.connect() as other:
+        # What another sign-up of the address writes, held open while this one arrives.
+        other.execute(
+            update(Subscriber).where(Subscriber.id == ana.id).values(name="First", status="pending")
+        )
+        other.execute(
+            insert(Delivery).values(
+                kind="confirm", subscriber_id=ana.id, state="queued", created_at=NOW
+            )
+        )
+        second = _SignUpRequest(app, email="ana@example.org", **FORM)
+        second.start()
+        _wait_until_a_sign_up_waits()
+        other.commit()
+    result = second.finish()
+    if _on_sqlite():
+        assert (result.outcome, _get("ana@example.org").name) == (Outcome.RESENT, "Mallory")
+        assert _mail_kinds("ana@example.org") == ["confirm", "confirm"]
+    else:
+        # The row changed after its snapshot: its status and count are out of date, so it
+        # writes and queues nothing (the cap cannot be passed by sending the form in bulk).
+        assert (result.outcome, result.mail_queued) == (Outcome.CONCURRENT, False)
+        assert (_get("ana@example.org").name, _mail_kinds("ana@example.org")) == (
+            "First",
+            ["confirm"],
+        )
+
+
+def test_a_confirmation_landing_during_a_sign_up_keeps_the_readers_settings(app: Flask) -> None:
+    ana = _add("ana@example.org", "pending")
+    with db.engine.connect() as other:
+        # What subscriptions.confirm writes, held open while the form arrives.
+        other.execute(
+            update(Subscriber)
+            .where(Subscriber.id == ana.id)
+            .values(status="active", confirmed_at=NOW)
+        )
+        second = _SignUpRequest(app, email="ana@example.org", **FORM)
+        second.start()
+        _wait_until_a_sign_up_waits()
+        other.commit()
+    result = second.finish()
+    ana = _get("ana@example.org")
+    # Either way the reader is confirmed with their own settings and gets no confirmation.
+    assert (ana.status, _settings(ana)) == ("active", THEIRS)
+    if _on_sqlite():
+        assert result.outcome == Outcome.ALREADY_ACTIVE
+        assert _mail_kinds("ana@example.org") == ["already"]
+    else:
+        assert (result.outcome, _mail_kinds("ana@example.org")) == (Outcome.CONCURRENT, [])
+
+
+# ------------------------------------------------------------------------------ equal work
+
+
+@contextlib.contextmanager
+def _database_work() -> Iterator[list[str]]:
+    """What the app's connections send to the database while the block runs.
+
+    SQLite: each statement, as the library runs it (BEGIN and COMMIT included). PostgreSQL:
+    each statement the client asks the server to run (an Execute, or a Query for BEGIN,
+    COMMIT and other simple statements), from libpq's protocol trace. Not round trips:
+    psycopg prepares a statement on its fifth run on a connection, which costs that
+    connection one more round trip once, whatever the address.
+    """
+    sent: list[str] = []
+    traced: list[Any] = []
+    with tempfile.TemporaryFile() as trace:
+
+        def watch(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+            traced.append(dbapi_connection)
+            if _on_sqlite():
+                dbapi_connection.set_trace_callback(sent.append)
+            else:
+                dbapi_connection.pgconn.trace(trace.fileno())
+
+        event.listen(db.engine, "checkout", watch)
+        try:
+            yield sent
+        finally:
+            event.remove(db.engine, "checkout", watch)
+            for dbapi_connection in traced:
+                if _on_sqlite():
+                    dbapi_connection.set_trace_callback(None)
+                else:
+                    dbapi_connection.pgconn.untrace()
+        trace.seek(0)
+        sent.extend(
+            message
+            for message in trace.read().decode().splitlines()
+            if "\tF\t" in message and message.split("\t")[3] in ("Execute", "Query")
+        )
+
+
+def test_every_address_costs_the_same_statements(app: Flask) -> None:
+    statuses = ("pending", "active", "paused", "unsubscribed", "bounced")
+    for status in statuses:
+        _add(f"{status}@example.org", status)
+    db.session.remove()
+    work: dict[str, list[str]] = {}
+    for who in ("new", *statuses):
+        with _database_work() as sent:
+            subscriptions.sign_up(db.session, email=f"{who}@example.org", now=NOW, **FORM)
+        work[who] = sent
+    if _on_sqlite():
+        assert [line.split()[0] for line in work["new"]] == [
+            "BEGIN",
+            "SELECT",
+            "INSERT",
+            "INSERT",
+            "COMMIT",
+        ]
+        assert {len(sent) for sent in work.values()} == {5}
+    else:
+        # One statement in autocommit: no BEGIN, no COMMIT.
+        assert {len(sent) for sent in work.values()} == {1}, work
