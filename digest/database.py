@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from select import POLLIN, poll
 from typing import Any
@@ -11,7 +12,7 @@ from flask import Flask, current_app
 from flask_migrate import upgrade
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 
 
 def upgrade_schema() -> None:
@@ -34,6 +35,32 @@ def tune_engines(app: Flask) -> None:
             event.listen(engine, "connect", _sqlite_settings)
         elif engine.dialect.name == "postgresql":
             event.listen(engine, "checkout", _ClosedByServer(engine.dialect))
+
+
+@contextmanager
+def driver_connection(engine: Engine) -> Iterator[Any]:
+    """The DBAPI connection of one of ``engine``'s pooled connections, for a statement run
+    through the driver (SQLAlchemy's execution and a Session cost several times a short one).
+
+    It goes back to the pool afterwards, which rolls back whatever the driver still holds
+    open; one the server dropped is invalidated instead. Driver errors come out as
+    SQLAlchemy's exception classes, without their parameters (a reader's address and IP).
+    """
+    dialect = engine.dialect
+    try:
+        connection = engine.raw_connection()
+        try:
+            yield connection.dbapi_connection
+        except dialect.loaded_dbapi.Error as error:
+            if dialect.is_disconnect(error, connection.dbapi_connection, None):
+                connection.invalidate(error)
+            raise
+        finally:
+            connection.close()
+    except dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(
+            None, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
+        ) from error
 
 
 def _sqlite_settings(connection: Any, record: Any) -> None:

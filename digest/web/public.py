@@ -262,11 +262,11 @@ def confirm(token: str) -> Any:
 @csrf.exempt
 def unsubscribe(token: str) -> Any:
     """GET shows one button; POST unsubscribes; RFC 8058 one-click POST needs the token only."""
-    one_click = request.method == "POST" and request.form.get("List-Unsubscribe") == "One-Click"
-    subscriber = _subscriber_from(token, "unsubscribe")
-    if one_click:
-        subscriptions.unsubscribe(db.session, subscriber, _now())
+    if request.method == "POST" and request.form.get("List-Unsubscribe") == "One-Click":
+        # A mail client asks, not a reader: a plain answer, no page and no language to pick.
+        subscriptions.unsubscribe_by_link(db.session, token, _now())
         return Response("Unsubscribed.\n", status=200, mimetype="text/plain")
+    subscriber = _subscriber_from(token, "unsubscribe")
     form = ButtonForm()
     if request.method == "POST":
         # Exempted above only for the one-click body; the page's own form is checked here.
