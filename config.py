@@ -78,7 +78,7 @@ class Config:
     INGEST_MAX_REDIRECTS = 5
     # User-Agent sent with every fetch (None: "digest/<version> (...; +PUBLIC_URL)").
     INGEST_USER_AGENT: str | None = None
-    # Days a confirmation link stays valid after sign-up.
+    # Days a confirmation link stays valid, counted from when its mail is sent.
     CONFIRM_MAX_AGE_DAYS = 7
     # Delivery: rows claimed per batch by a sender.
     MAIL_BATCH_SIZE = 200

@@ -1,8 +1,9 @@
 """Sign-up and one-click unsubscribe under gunicorn, against a hello-world Flask view.
 
-Both apps run under the same gunicorn settings on loopback; a second process sends a fixed
-number of POSTs with a fixed concurrency and reports requests per second and p50/p99
-latency. The figure that matters is the ratio to hello-world (target: sign-up >= 0.5),
+Both apps run under the same gunicorn settings on loopback (sync workers, as many as
+gunicorn recommends for the machine; BENCH_GUNICORN_WORKERS overrides); a second process
+sends a fixed number of POSTs with a fixed concurrency and reports requests per second and
+p50/p99 latency. The figure that matters is the ratio to hello-world (target: sign-up >= 0.5),
 together with zero errors and every accepted sign-up stored exactly once.
 
 The runs alternate (hello-world, sign-up, the same sign-ups again, hello-world, ..., then
@@ -30,10 +31,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-REQUESTS = int(os.environ.get("BENCH_SIGNUP_REQUESTS", "400"))
+REQUESTS = int(os.environ.get("BENCH_SIGNUP_REQUESTS", "1000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 CONCURRENCY = int(os.environ.get("BENCH_SIGNUP_CONCURRENCY", "8"))
-WORKERS = os.environ.get("BENCH_GUNICORN_WORKERS", "2")
+# gunicorn's documented starting point, (2 x cores) + 1 sync workers, as in
+# deploy/gunicorn.conf.py: while one worker waits on the database another uses the core.
+WORKERS = os.environ.get("BENCH_GUNICORN_WORKERS") or str(min(2 * (os.cpu_count() or 1) + 1, 8))
 
 HELLO_APP = """
 from flask import Flask
@@ -45,10 +48,11 @@ def hello():
 """
 
 # The load generator: runs in its own process so it does not share the GIL with the server
-# under test. Reads a JSON job on argv, prints a JSON result.
+# under test. Reads a JSON job on stdin (argv is too small for a long run), prints a JSON
+# result.
 CLIENT = r"""
 import http.client, json, sys, threading, time, urllib.parse
-job = json.loads(sys.argv[1])
+job = json.load(sys.stdin)
 host, port = job["host"], job["port"]
 bodies = job["bodies"]
 latencies, statuses, lock = [], {}, threading.Lock()
@@ -126,7 +130,11 @@ def _serve(target: str, env: dict[str, str], cwd: Path) -> tuple[subprocess.Pope
 def _drive(port: int, bodies: Sequence[tuple[str, Mapping[str, object]]]) -> dict[str, Any]:
     job = {"host": "127.0.0.1", "port": port, "bodies": bodies, "concurrency": CONCURRENCY}
     output = subprocess.run(
-        [sys.executable, "-c", CLIENT, json.dumps(job)], capture_output=True, check=True, text=True
+        [sys.executable, "-c", CLIENT],
+        input=json.dumps(job),
+        capture_output=True,
+        check=True,
+        text=True,
     ).stdout
     result: dict[str, Any] = json.loads(output)
     return result
