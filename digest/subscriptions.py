@@ -7,6 +7,7 @@ delivery ledger (``digest.mail.delivery.enqueue_notice``) and the delivery worke
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import enum
@@ -15,7 +16,8 @@ import hashlib
 import hmac
 import io
 import re
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
@@ -32,6 +34,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Table,
+    and_,
     bindparam,
     case,
     delete,
@@ -40,13 +43,12 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, scoped_session
-from sqlalchemy.pool import PoolProxiedConnection
 
 from config import split_host_port
 from digest import tokens
@@ -253,26 +255,6 @@ def _confirm_context() -> dict[str, Any]:
     return {"max_age_days": int(current_app.config.get("CONFIRM_MAX_AGE_DAYS", 7))}
 
 
-def _queue_confirmation(session: Session, subscriber: Subscriber, now: dt.datetime) -> bool:
-    return _queue_mail(
-        session, subscriber, "confirm", "confirm", now, links=CONFIRM_LINKS, **_confirm_context()
-    )
-
-
-def _queue_manage_link(
-    session: Session, subscriber: Subscriber, kind: str, now: dt.datetime
-) -> bool:
-    return _queue_mail(
-        session,
-        subscriber,
-        kind,
-        "manage_link",
-        now,
-        links=MANAGE_LINKS,
-        already=kind == "already",
-    )
-
-
 def sign_up(
     session: Session,
     *,
@@ -364,37 +346,50 @@ def _store_sign_up(
     COMMIT. SQLite runs the same five statements for every address in one transaction. A
     known address thus costs what a new one does, so a stranger timing the form cannot tell
     that an address is subscribed. The statements go through the driver on a pooled
-    connection of their own: SQLAlchemy's execution and the session's transaction cost
-    several times the statement.
+    connection of their own (``digest.database.driver_connection``).
     """
-    if _in_transaction(session):
-        # Sign-up commits the caller's work anyway. Commit it first: the rows go through
-        # another connection, which could otherwise wait on locks this session holds.
-        session.commit()
+    row = _sign_up_row(address, values, now)
+    _commit_first(session)
     # The app's engine, as db.session would find it: asking db.session builds a Session,
     # which a request that only signs up an address otherwise never needs.
     engine = db.engine
-    dialect = engine.dialect
-    statement = _sign_up_statement(dialect)
-    row = _sign_up_row(address, values, now)
-    try:
-        connection = engine.raw_connection()
-        try:
-            stored = statement.run(connection, row)
-        except dialect.loaded_dbapi.Error as error:
-            if dialect.is_disconnect(error, connection.dbapi_connection, None):
-                connection.invalidate(error)
-            raise
-        finally:
-            # Back to the pool: it rolls back whatever the driver still holds open.
-            connection.close()
-    except dialect.loaded_dbapi.Error as error:
-        # The same exception classes as Core statements raise; parameters (a reader's
-        # address and IP) stay out of the message.
-        raise DBAPIError.instance(
-            None, None, error, dialect.loaded_dbapi.Error, hide_parameters=True, dialect=dialect
-        ) from error
+    with driver_connection(engine) as driver:
+        stored = _sign_up_statement(engine.dialect).run(driver, row)
     return _sign_up_result(stored)
+
+
+def _commit_first(session: Session) -> None:
+    """Commit the caller's open transaction before rows change through another connection.
+
+    For the services that run their statements through the driver: they commit the caller's
+    work anyway, and first, because their connection could otherwise wait on locks this
+    session holds.
+    """
+    if _in_transaction(session):
+        session.commit()
+
+
+@contextlib.contextmanager
+def _autocommit(driver: Any) -> Iterator[None]:
+    """Each statement run on ``driver`` in the block is its own transaction: no BEGIN, no COMMIT.
+
+    The pool hands out connections in the engine's transaction mode, so it is set back after.
+    """
+    if isinstance(driver, sqlite3.Connection):
+        # Python 3.11's sqlite3 has no autocommit attribute; no isolation level means the same.
+        previous = driver.isolation_level
+        driver.isolation_level = None
+        try:
+            yield
+        finally:
+            driver.isolation_level = previous
+        return
+    driver.autocommit = True
+    try:
+        yield
+    finally:
+        if not driver.closed:
+            driver.autocommit = False
 
 
 def _in_transaction(session: Session) -> bool:
@@ -445,14 +440,22 @@ def _sign_up_row(address: str, values: dict[str, Any], now: dt.datetime) -> dict
         "token_version": 1,
         "bounce_count": 0,
         "created_at": now,
-        "mail_state": DeliveryState.QUEUED.value,
-        "mail_attempts": 0,
-        "mail_created_at": now,
-        "mail_next_attempt_at": now,
+        **_notice_values(now),
         # Links are signed when the mail is sent (the id of a new row is not known before the
         # statement runs), so both mails are the same for every address.
         "confirm_payload": notice_payload("confirm", _confirm_context(), CONFIRM_LINKS),
         "already_payload": notice_payload("manage_link", {"already": True}, MANAGE_LINKS),
+    }
+
+
+def _notice_values(now: dt.datetime) -> dict[str, Any]:
+    """The parameters of a notice queued by a statement: what the model's defaults would put
+    in its ledger row, and the daily cap it is queued under (``_under_daily_cap``)."""
+    return {
+        "mail_state": DeliveryState.QUEUED.value,
+        "mail_attempts": 0,
+        "mail_created_at": now,
+        "mail_next_attempt_at": now,
         "cap": int(current_app.config.get("CONFIRM_MAILS_PER_DAY", 3)),
         "since": now - dt.timedelta(days=1),
     }
@@ -509,6 +512,22 @@ def _under_daily_cap(subscriber_id: Any) -> Any:
         .scalar_subquery()
     )
     return mails < bindparam("cap", type_=Integer)
+
+
+def _notice_columns(
+    subscriber_id: Any, when: Any, then: tuple[str, str], otherwise: tuple[str, str]
+) -> dict[Column[Any], Any]:
+    """A notice's columns for an INSERT ... SELECT: ``then`` (a kind and the parameter holding
+    its payload) for a row where ``when`` holds, ``otherwise`` for the others."""
+    json = _deliveries.c.payload.type
+    return {
+        _deliveries.c.subscriber_id: subscriber_id,
+        _deliveries.c.kind: case((when, _sql_word(then[0])), else_=_sql_word(otherwise[0])),
+        **_binds(_deliveries, ("state", "attempts", "created_at", "next_attempt_at"), "mail_"),
+        _deliveries.c.payload: case(
+            (when, bindparam(then[1], type_=json)), else_=bindparam(otherwise[1], type_=json)
+        ),
+    }
 
 
 class _SignUpPostgresql:
@@ -572,17 +591,12 @@ class _SignUpPostgresql:
         target = union_all(
             select(new.c.id, null().label("was")), select(refreshed.c.id, refreshed.c.was)
         ).cte("target")
-        confirmed = target.c.was.in_(_sql_words(_CONFIRMED))
-        json = _deliveries.c.payload.type
-        mail = {
-            _deliveries.c.subscriber_id: target.c.id,
-            _deliveries.c.kind: case((confirmed, _sql_word("already")), else_=_sql_word("confirm")),
-            **_binds(_deliveries, ("state", "attempts", "created_at", "next_attempt_at"), "mail_"),
-            _deliveries.c.payload: case(
-                (confirmed, bindparam("already_payload", type_=json)),
-                else_=bindparam("confirm_payload", type_=json),
-            ),
-        }
+        mail = _notice_columns(
+            target.c.id,
+            when=target.c.was.in_(_sql_words(_CONFIRMED)),
+            then=("already", "already_payload"),
+            otherwise=("confirm", "confirm_payload"),
+        )
         queued = (
             _deliveries.insert()
             .from_select(list(mail), select(*mail.values()).where(_under_daily_cap(target.c.id)))
@@ -594,18 +608,11 @@ class _SignUpPostgresql:
         )
         self.statement = _DriverStatement(outcome, dialect)
 
-    def run(self, connection: PoolProxiedConnection, row: dict[str, Any]) -> _Stored:
+    def run(self, driver: Any, row: dict[str, Any]) -> _Stored:
         """Store the sign-up and queue its mail; what was done (see ``_Stored``)."""
-        driver = connection.dbapi_connection
-        assert driver is not None
-        # One round trip: the statement is its own transaction, no BEGIN and no COMMIT.
-        driver.autocommit = True
-        try:
+        # One round trip: the statement is its own transaction.
+        with _autocommit(driver):
             found = self.statement.execute(driver, row)
-        finally:
-            # The pool hands out connections in the engine's transaction mode.
-            if not driver.closed:
-                driver.autocommit = False
         return None if found is None else (int(found[0]), found[1], bool(found[2]))
 
 
@@ -645,10 +652,8 @@ class _SignUpSqlite:
             dialect,
         )
 
-    def run(self, connection: PoolProxiedConnection, row: dict[str, Any]) -> _Stored:
+    def run(self, driver: Any, row: dict[str, Any]) -> _Stored:
         """Store the sign-up and queue its mail; what was done (see ``_Stored``)."""
-        driver = connection.dbapi_connection
-        assert driver is not None
         try:
             # The driver would open a deferred transaction only at the first write; the
             # lookup must already hold the lock, or another sign-up could change what it saw.
@@ -748,21 +753,163 @@ def _sign_up_values(
 
 
 def send_new_link(session: Session, *, email: str, now: dt.datetime) -> bool:
-    """Mail a fresh link to a known address (confirm if pending, preferences otherwise).
+    """Mail a fresh link to ``email`` if it is subscribed (raises ``InvalidEmail``).
 
-    Returns whether a mail was queued; the page says the same thing either way.
+    A pending address gets its confirmation again; an active or paused reader gets a link
+    to their preferences ("new_link"); an unknown address, or one that unsubscribed or
+    bounced, gets nothing (leaving is undone by signing up again). Mail is queued only under
+    the daily cap (CONFIRM_MAILS_PER_DAY over CONFIRM_KINDS). Returns whether a mail was
+    queued, for tests and logs: the page says the same thing either way.
+
+    Every address costs the same: one statement in autocommit on either database, which
+    looks the address up, decides the mail and queues it, and which an unknown address runs
+    too, finding nothing (``_NewLinkPostgresql``, ``_NewLinkSqlite``). So a stranger timing
+    the form cannot tell whether an address is subscribed.
     """
-    subscriber = find_by_email(session, normalize_email(email))
-    if subscriber is None:
-        return False
-    if subscriber.status == SubscriberStatus.PENDING:
-        queued = _queue_confirmation(session, subscriber, now)
-    elif subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED):
-        queued = _queue_manage_link(session, subscriber, "new_link", now)
-    else:
-        queued = False
-    session.commit()
-    return queued
+    row = _new_link_row(normalize_email(email), now)
+    _commit_first(session)
+    engine = db.engine
+    with driver_connection(engine) as driver:
+        return _new_link_statement(engine.dialect).run(driver, row)
+
+
+# Who the new-link form mails a link to.
+_NEW_LINK_STATUSES = (SubscriberStatus.PENDING, *_CONFIRMED)
+
+
+def _new_link_row(address: str, now: dt.datetime) -> dict[str, Any]:
+    """The parameters of the new-link statement: the address and both mails it may get."""
+    from digest.mail.delivery import notice_payload
+
+    return {
+        "email": address,
+        **_notice_values(now),
+        "confirm_payload": notice_payload("confirm", _confirm_context(), CONFIRM_LINKS),
+        "manage_payload": notice_payload("manage_link", {"already": False}, MANAGE_LINKS),
+    }
+
+
+def _new_link_wanted() -> ColumnElement[bool]:
+    """The row the new-link form mails: the address typed, with a status that gets a link,
+    and fewer than :cap of the capped mails since :since."""
+    return and_(
+        _subscribers.c.email == bindparam("email", type_=_subscribers.c.email.type),
+        _subscribers.c.status.in_(_sql_words(_NEW_LINK_STATUSES)),
+        _under_daily_cap(_subscribers.c.id),
+    )
+
+
+def _new_link_mail(subscriber_id: Any, status: Any) -> dict[Column[Any], Any]:
+    return _notice_columns(
+        subscriber_id,
+        when=status == _sql_word(SubscriberStatus.PENDING),
+        then=("confirm", "confirm_payload"),
+        otherwise=("new_link", "manage_payload"),
+    )
+
+
+class _NewLinkPostgresql:
+    """The new-link form for PostgreSQL: one statement, compiled once, run in autocommit.
+
+        WITH seen AS (SELECT id, xmin FROM subscribers WHERE email = :email AND <pending,
+                      active or paused> AND <its capped mails of the last day> < :cap),
+        claimed AS (UPDATE subscribers SET status = status FROM seen WHERE subscribers.id =
+                    seen.id AND subscribers.xmin = seen.xmin RETURNING id, status),
+        queued AS (INSERT INTO deliveries ... SELECT id, <confirm if pending, else new_link>,
+                   ... FROM claimed RETURNING id)
+        SELECT EXISTS (SELECT FROM queued), set_config('synchronous_commit', 'off', true)
+
+    The daily cap is exact, as for the sign-up (``_SignUpPostgresql`` says why it holds):
+    ``seen`` counts the mails in the statement's snapshot, so requests for the address sent
+    at the same moment could each count two mails of three and each queue one. So queuing
+    a mail also rewrites the subscriber's row, unchanged, which gives it a new xmin: the
+    second request's UPDATE waits for the first to commit, finds a newer version of the row
+    than the one it counted for, and queues nothing. A sign-up of the address at that moment
+    steps aside in the same way, and this one for it. So the cap holds against any number of
+    these forms sent at once; only a change of address, queued through the session without
+    rewriting the row, is not held back (it needs a manage link, and mails only the pending
+    row holding the new address). The per-address rate limit (SIGNUP_RATE_LIMIT_PER_EMAIL)
+    would bound the excess without this, but only when limits are on and their counters
+    shared by every web process.
+
+    Queuing a mail writes to the log, and a commit that wrote waits until the log is on disk;
+    an unknown address, one that left or a capped one writes nothing, and that wait (from a
+    fraction of a millisecond to several, by disk) would tell them apart. So this statement's
+    transaction commits asynchronously (set_config with is_local true is SET LOCAL): the
+    commit returns once the log is in the server's memory, and the WAL writer puts it on
+    disk within wal_writer_delay (PostgreSQL manual, "Asynchronous Commit"). A crash of the
+    server just then can lose the queued mail, never store it in part: the reader asks again.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        # xmin: the transaction that wrote the row's current version (see _SignUpPostgresql).
+        version: ColumnElement[Any] = literal_column("subscribers.xmin")
+        seen = (
+            select(_subscribers.c.id, version.label("version"))
+            .where(_new_link_wanted())
+            .cte("seen")
+        )
+        claimed = (
+            _subscribers.update()
+            .where(_subscribers.c.id == seen.c.id, version == seen.c.version)
+            .values(status=_subscribers.c.status)
+            .returning(_subscribers.c.id, _subscribers.c.status)
+            .cte("claimed")
+        )
+        mail = _new_link_mail(claimed.c.id, claimed.c.status)
+        queued = (
+            _deliveries.insert()
+            .from_select(list(mail), select(*mail.values()))
+            .returning(_deliveries.c.id)
+            .cte("queued")
+        )
+        asynchronous_commit = func.set_config(
+            _sql_word("synchronous_commit"), _sql_word("off"), true()
+        )
+        self.statement = _DriverStatement(
+            select(exists(select(queued.c.id)), asynchronous_commit), dialect
+        )
+
+    def run(self, driver: Any, row: dict[str, Any]) -> bool:
+        """Queue the address's mail if it gets one; whether it did."""
+        with _autocommit(driver):
+            return bool(self.statement.execute(driver, row)[0])
+
+
+class _NewLinkSqlite:
+    """The new-link form for SQLite: one INSERT ... SELECT, run in autocommit.
+
+        INSERT INTO deliveries (...) SELECT id, <confirm if pending, else new_link>, ...
+        FROM subscribers WHERE email = ? AND <pending, active or paused>
+        AND <its capped mails of the last day> < ? RETURNING id
+
+    A writing statement takes the database's write lock before it reads anything, so
+    requests run one after another and the count under the cap is exact. With WAL and
+    synchronous=NORMAL (``digest.database``) no commit waits for the disk: a request that
+    queues a mail costs a few more pages written to the log than one that queues none.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        mail = _new_link_mail(_subscribers.c.id, _subscribers.c.status)
+        self.statement = _DriverStatement(
+            _deliveries.insert()
+            .from_select(list(mail), select(*mail.values()).where(_new_link_wanted()))
+            .returning(_deliveries.c.id),
+            dialect,
+        )
+
+    def run(self, driver: Any, row: dict[str, Any]) -> bool:
+        """Queue the address's mail if it gets one; whether it did."""
+        with _autocommit(driver):
+            return self.statement.execute(driver, row) is not None
+
+
+@functools.lru_cache(maxsize=8)
+def _new_link_statement(dialect: Dialect) -> _NewLinkPostgresql | _NewLinkSqlite:
+    # Per dialect object, as _sign_up_statement.
+    if dialect.name == "postgresql":
+        return _NewLinkPostgresql(dialect)
+    return _NewLinkSqlite(dialect)
 
 
 class ConfirmOutcome(enum.StrEnum):
@@ -825,10 +972,7 @@ def unsubscribe_by_link(session: Session, token: str, now: dt.datetime) -> bool:
     gone or their links were revoked since.
     """
     claim = tokens.check_link(token, "unsubscribe", now=now)
-    if _in_transaction(session):
-        # Committed, as ``unsubscribe`` commits it; first, because the rows change through
-        # another connection, which could otherwise wait on locks this session holds.
-        session.commit()
+    _commit_first(session)
     engine = db.engine
     statement = _leave_statement(engine.dialect)
     values = {
@@ -920,14 +1064,9 @@ class _LeaveStatement:
 
     def run(self, driver: Any, values: dict[str, Any]) -> _Standing | None:
         """Unsubscribe if the link holds; the subscriber's standing, or None if unknown."""
-        # One round trip: the statement is its own transaction, no BEGIN and no COMMIT.
-        driver.autocommit = True
-        try:
+        # One round trip: the statement is its own transaction.
+        with _autocommit(driver):
             found = self.statement.execute(driver, values)
-        finally:
-            # The pool hands out connections in the engine's transaction mode.
-            if not driver.closed:
-                driver.autocommit = False
         return None if found is None else _Standing(*found)
 
 

@@ -295,17 +295,26 @@ def test_new_link_mails_the_right_link_and_answers_the_same_for_strangers(
     app: Flask, client: FlaskClient
 ) -> None:
     _active("active@example.org")
+    _active("gone@example.org").status = SubscriberStatus.UNSUBSCRIBED
+    db.session.commit()
     _sign_up(client, "pending@example.org")
     deliver(app)
     answers = set()
-    for address in ("active@example.org", "pending@example.org", "stranger@example.org"):
-        response = client.post("/new-link", data={"email": address})
+    for address in ("active", "pending", "gone", "stranger"):
+        response = client.post("/new-link", data={"email": f"{address}@example.org"})
         answers.add((response.status_code, response.headers.get("Location")))
     assert answers == {(303, "/check-inbox")}
     assert links_in(mails_to(app, "active@example.org")[-1], "manage")
     assert links_in(mails_to(app, "pending@example.org")[-1], "confirm")
-    assert mails_to(app, "stranger@example.org") == []
-    assert client.post("/new-link", data={"email": "nope"}).status_code == 422
+    assert mails_to(app, "gone@example.org") == mails_to(app, "stranger@example.org") == []
+    # An address the site cannot use gets the form back with the reason beside the field.
+    app.config["BLOCKED_EMAIL_DOMAINS"] = "spam.example"
+    for address, reason in (
+        ("nope", "Cette adresse e-mail n’est pas valide."),  # noqa: RUF001 (French typography)
+        ("x@spam.example", "Les adresses de ce domaine ne peuvent pas s’abonner."),  # noqa: RUF001
+    ):
+        response = client.post("/new-link", data={"email": address})
+        assert response.status_code == 422 and reason in _html(response)
 
 
 # ---------------------------------------------------------------------------- bad links

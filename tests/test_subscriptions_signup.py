@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import tempfile
 import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, insert, select, text, update
+from sqlalchemy import insert, select, update
 
 from digest import subscriptions
 from digest.extensions import db
 from digest.models import Delivery, Subscriber
+from tests.database_helpers import (
+    AnotherRequest,
+    database_work,
+    on_sqlite,
+    wait_until_a_statement_waits,
+)
 from tests.public_helpers import links_in, mails_to
 
 NOW = dt.datetime(2026, 3, 2, 8, 30, tzinfo=dt.UTC)
@@ -79,10 +81,6 @@ def _settings(subscriber: Subscriber) -> tuple[Any, ...]:
 
 THEIRS = ("Ana", "en", ["sport"], "import", "198.51.100.1", None)
 THE_FORMS = ("Mallory", "es", ["health"], "web", "203.0.113.9", "Form/1.0")
-
-
-def _on_sqlite() -> bool:
-    return db.engine.dialect.name == "sqlite"
 
 
 # -------------------------------------------------------------------------------- outcomes
@@ -164,36 +162,6 @@ def test_an_active_reader_gets_three_manage_links_a_day_at_most(app: Flask) -> N
 # ----------------------------------------------------------------------------- concurrency
 
 
-class _SignUpRequest(threading.Thread):
-    """A sign-up on a thread of its own, as another web request: its own app context,
-    session and pooled connection."""
-
-    def __init__(self, app: Flask, start: threading.Barrier | None = None, **form: Any) -> None:
-        super().__init__()
-        self.app, self.start_together, self.form = app, start, form
-        self.result: subscriptions.SignUpResult | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        with self.app.app_context():
-            try:
-                if self.start_together:
-                    self.start_together.wait(timeout=10)
-                self.result = subscriptions.sign_up(db.session, now=NOW, **self.form)
-            except BaseException as error:  # raised again in the test, by finish()
-                self.error = error
-            finally:
-                db.session.remove()
-
-    def finish(self) -> subscriptions.SignUpResult:
-        self.join(timeout=30)
-        assert not self.is_alive(), "the sign-up never finished"
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
-
-
 @pytest.mark.parametrize("status", [None, "pending", "active"])
 def test_many_sign_ups_of_one_address_at_once_keep_one_row_and_the_cap(
     app: Flask, status: str | None
@@ -201,7 +169,10 @@ def test_many_sign_ups_of_one_address_at_once_keep_one_row_and_the_cap(
     if status:
         _add("ana@example.org", status)
     start = threading.Barrier(6)
-    requests = [_SignUpRequest(app, start, email="ana@example.org", **FORM) for _ in range(6)]
+    requests = [
+        AnotherRequest(app, subscriptions.sign_up, start, now=NOW, email="ana@example.org", **FORM)
+        for _ in range(6)
+    ]
     for request in requests:
         request.start()
     results = [request.finish() for request in requests]
@@ -227,32 +198,6 @@ def test_many_sign_ups_of_one_address_at_once_keep_one_row_and_the_cap(
         assert set(_mail_kinds(ana.email)) == {"confirm"}
 
 
-def _wait_until_a_sign_up_waits() -> None:
-    """Return once a sign-up waits behind the change the test holds open.
-
-    Only PostgreSQL needs it, to be sure the sign-up's statement began before that change
-    commits. SQLite's sign-up takes the write lock before it reads, so it runs after the
-    held change whenever it starts.
-    """
-    if _on_sqlite():
-        return
-    deadline = time.monotonic() + 10
-    with db.engine.connect() as watcher:
-        while time.monotonic() < deadline:
-            waiting = watcher.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-                )
-            ).scalar()
-            # pg_stat_activity is read once per transaction: a new one for each look.
-            watcher.rollback()
-            if waiting:
-                return
-            time.sleep(0.01)
-    raise AssertionError("no sign-up waited for the change held open")
-
-
 def test_a_sign_up_meeting_the_same_new_address_being_stored_adds_no_second_row(
     app: Flask,
 ) -> None:
@@ -267,13 +212,15 @@ def test_a_sign_up_meeting_the_same_new_address_being_stored_adds_no_second_row(
                 kind="confirm", subscriber_id=stored, state="queued", created_at=NOW
             )
         )
-        second = _SignUpRequest(app, email="ana@example.org", **FORM)
+        second = AnotherRequest(
+            app, subscriptions.sign_up, now=NOW, email="ana@example.org", **FORM
+        )
         second.start()
-        _wait_until_a_sign_up_waits()
+        wait_until_a_statement_waits()
         other.commit()
     result = second.finish()
     assert [s.id for s in db.session.scalars(select(Subscriber))] == [stored]
-    if _on_sqlite():
+    if on_sqlite():
         # It waited for the write lock, then found the address pending: a sign-up again.
         assert (result.outcome, _get("ana@example.org").name) == (Outcome.RESENT, "Mallory")
         assert _mail_kinds("ana@example.org") == ["confirm", "confirm"]
@@ -301,12 +248,14 @@ def test_a_sign_up_meeting_another_sign_up_of_a_known_address_changes_nothing_mo
                 kind="confirm", subscriber_id=ana.id, state="queued", created_at=NOW
             )
         )
-        second = _SignUpRequest(app, email="ana@example.org", **FORM)
+        second = AnotherRequest(
+            app, subscriptions.sign_up, now=NOW, email="ana@example.org", **FORM
+        )
         second.start()
-        _wait_until_a_sign_up_waits()
+        wait_until_a_statement_waits()
         other.commit()
     result = second.finish()
-    if _on_sqlite():
+    if on_sqlite():
         assert (result.outcome, _get("ana@example.org").name) == (Outcome.RESENT, "Mallory")
         assert _mail_kinds("ana@example.org") == ["confirm", "confirm"]
     else:
@@ -328,15 +277,17 @@ def test_a_confirmation_landing_during_a_sign_up_keeps_the_readers_settings(app:
             .where(Subscriber.id == ana.id)
             .values(status="active", confirmed_at=NOW)
         )
-        second = _SignUpRequest(app, email="ana@example.org", **FORM)
+        second = AnotherRequest(
+            app, subscriptions.sign_up, now=NOW, email="ana@example.org", **FORM
+        )
         second.start()
-        _wait_until_a_sign_up_waits()
+        wait_until_a_statement_waits()
         other.commit()
     result = second.finish()
     ana = _get("ana@example.org")
     # Either way the reader is confirmed with their own settings and gets no confirmation.
     assert (ana.status, _settings(ana)) == ("active", THEIRS)
-    if _on_sqlite():
+    if on_sqlite():
         assert result.outcome == Outcome.ALREADY_ACTIVE
         assert _mail_kinds("ana@example.org") == ["already"]
     else:
@@ -346,45 +297,6 @@ def test_a_confirmation_landing_during_a_sign_up_keeps_the_readers_settings(app:
 # ------------------------------------------------------------------------------ equal work
 
 
-@contextlib.contextmanager
-def _database_work() -> Iterator[list[str]]:
-    """What the app's connections send to the database while the block runs.
-
-    SQLite: each statement, as the library runs it (BEGIN and COMMIT included). PostgreSQL:
-    each statement the client asks the server to run (an Execute, or a Query for BEGIN,
-    COMMIT and other simple statements), from libpq's protocol trace. Not round trips:
-    psycopg prepares a statement on its fifth run on a connection, which costs that
-    connection one more round trip once, whatever the address.
-    """
-    sent: list[str] = []
-    traced: list[Any] = []
-    with tempfile.TemporaryFile() as trace:
-
-        def watch(dbapi_connection: Any, record: Any, proxy: Any) -> None:
-            traced.append(dbapi_connection)
-            if _on_sqlite():
-                dbapi_connection.set_trace_callback(sent.append)
-            else:
-                dbapi_connection.pgconn.trace(trace.fileno())
-
-        event.listen(db.engine, "checkout", watch)
-        try:
-            yield sent
-        finally:
-            event.remove(db.engine, "checkout", watch)
-            for dbapi_connection in traced:
-                if _on_sqlite():
-                    dbapi_connection.set_trace_callback(None)
-                else:
-                    dbapi_connection.pgconn.untrace()
-        trace.seek(0)
-        sent.extend(
-            message
-            for message in trace.read().decode().splitlines()
-            if "\tF\t" in message and message.split("\t")[3] in ("Execute", "Query")
-        )
-
-
 def test_every_address_costs_the_same_statements(app: Flask) -> None:
     statuses = ("pending", "active", "paused", "unsubscribed", "bounced")
     for status in statuses:
@@ -392,10 +304,10 @@ def test_every_address_costs_the_same_statements(app: Flask) -> None:
     db.session.remove()
     work: dict[str, list[str]] = {}
     for who in ("new", *statuses):
-        with _database_work() as sent:
+        with database_work() as sent:
             subscriptions.sign_up(db.session, email=f"{who}@example.org", now=NOW, **FORM)
         work[who] = sent
-    if _on_sqlite():
+    if on_sqlite():
         assert [line.split()[0] for line in work["new"]] == [
             "BEGIN",
             "SELECT",

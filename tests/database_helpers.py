@@ -1,0 +1,126 @@
+"""Helpers for tests that watch the database: what the app sends it, requests on other
+threads, and waiting until one of them waits for a lock."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from flask import Flask
+from sqlalchemy import event, text
+
+from digest.extensions import db
+
+Result = TypeVar("Result")
+
+
+def on_sqlite() -> bool:
+    """Whether the app under test runs on SQLite (else PostgreSQL)."""
+    return db.engine.dialect.name == "sqlite"
+
+
+class AnotherRequest(threading.Thread, Generic[Result]):
+    """``service(db.session, **arguments)`` on a thread of its own, as another web request:
+    its own app context, session and pooled connection."""
+
+    def __init__(
+        self,
+        app: Flask,
+        service: Callable[..., Result],
+        start: threading.Barrier | None = None,
+        **arguments: Any,
+    ) -> None:
+        super().__init__()
+        self.app, self.service, self.start_together = app, service, start
+        self.arguments = arguments
+        self.result: Result | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        with self.app.app_context():
+            try:
+                if self.start_together:
+                    self.start_together.wait(timeout=10)
+                self.result = self.service(db.session, **self.arguments)
+            except BaseException as error:  # raised again in the test, by finish()
+                self.error = error
+            finally:
+                db.session.remove()
+
+    def finish(self) -> Result:
+        """Wait for the request; its result, or its error raised here."""
+        self.join(timeout=30)
+        assert not self.is_alive(), "the request never finished"
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def wait_until_a_statement_waits() -> None:
+    """Return once a request waits behind the change the test holds open.
+
+    Only PostgreSQL needs it, to be sure the request's statement began before that change
+    commits. On SQLite the request's writing statement takes the write lock before it
+    reads, so it runs after the held change whenever it starts.
+    """
+    if on_sqlite():
+        return
+    deadline = time.monotonic() + 10
+    with db.engine.connect() as watcher:
+        while time.monotonic() < deadline:
+            waiting = watcher.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar()
+            # pg_stat_activity is read once per transaction: a new one for each look.
+            watcher.rollback()
+            if waiting:
+                return
+            time.sleep(0.01)
+    raise AssertionError("no request waited for the change held open")
+
+
+@contextlib.contextmanager
+def database_work() -> Iterator[list[str]]:
+    """What the app's connections send to the database while the block runs.
+
+    SQLite: each statement, as the library runs it (BEGIN and COMMIT included). PostgreSQL:
+    each statement the client asks the server to run (an Execute, or a Query for BEGIN,
+    COMMIT and other simple statements), from libpq's protocol trace. Not round trips:
+    psycopg prepares a statement on its fifth run on a connection, which costs that
+    connection one more round trip once, whatever the address.
+    """
+    sent: list[str] = []
+    traced: list[Any] = []
+    with tempfile.TemporaryFile() as trace:
+
+        def watch(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+            traced.append(dbapi_connection)
+            if on_sqlite():
+                dbapi_connection.set_trace_callback(sent.append)
+            else:
+                dbapi_connection.pgconn.trace(trace.fileno())
+
+        event.listen(db.engine, "checkout", watch)
+        try:
+            yield sent
+        finally:
+            event.remove(db.engine, "checkout", watch)
+            for dbapi_connection in traced:
+                if on_sqlite():
+                    dbapi_connection.set_trace_callback(None)
+                else:
+                    dbapi_connection.pgconn.untrace()
+        trace.seek(0)
+        sent.extend(
+            message
+            for message in trace.read().decode().splitlines()
+            if "\tF\t" in message and message.split("\t")[3] in ("Execute", "Query")
+        )
