@@ -11,11 +11,25 @@ from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from flask import Flask
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 
 from digest.extensions import db
+from digest.models import Delivery, Subscriber
 
 Result = TypeVar("Result")
+
+
+def mail_kinds(email: str) -> list[str]:
+    """The kinds of mail queued for ``email``, oldest first, read afresh from the database."""
+    db.session.expire_all()
+    return list(
+        db.session.scalars(
+            select(Delivery.kind)
+            .join(Subscriber, Delivery.subscriber_id == Subscriber.id)
+            .where(Subscriber.email == email)
+            .order_by(Delivery.id)
+        )
+    )
 
 
 def on_sqlite() -> bool:

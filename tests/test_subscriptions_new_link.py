@@ -16,6 +16,7 @@ from digest.models import Delivery, Subscriber
 from tests.database_helpers import (
     AnotherRequest,
     database_work,
+    mail_kinds,
     on_sqlite,
     wait_until_a_statement_waits,
 )
@@ -45,18 +46,6 @@ def _sent_earlier(subscriber: Subscriber, *kinds: str, hours_ago: int = 1) -> No
             )
         )
     db.session.commit()
-
-
-def _mail_kinds(email: str) -> list[str]:
-    db.session.expire_all()
-    return list(
-        db.session.scalars(
-            select(Delivery.kind)
-            .join(Subscriber, Delivery.subscriber_id == Subscriber.id)
-            .where(Subscriber.email == email)
-            .order_by(Delivery.id)
-        )
-    )
 
 
 def _row(email: str) -> tuple[Any, ...]:
@@ -89,7 +78,7 @@ def test_each_kind_of_address_gets_its_link_or_nothing(
     # Typed as a reader might: the address is found whatever its case and spaces.
     queued = subscriptions.send_new_link(db.session, email=" Ana@Example.ORG ", now=NOW)
     assert queued is (mail is not None)
-    assert _mail_kinds("ana@example.org") == ([mail] if mail else [])
+    assert mail_kinds("ana@example.org") == ([mail] if mail else [])
     sent = mails_to(app, "ana@example.org")
     if mail is None:
         assert sent == []
@@ -110,8 +99,8 @@ def test_an_address_with_a_quote_in_it_is_found_like_any_other(app: Flask) -> No
     # What is typed goes to the database as a parameter, never as SQL.
     _add("o'brien@example.org", "active")
     assert subscriptions.send_new_link(db.session, email="O'Brien@example.org", now=NOW)
-    assert _mail_kinds("o'brien@example.org") == ["new_link"]
-    assert _mail_kinds("ana@example.org") == []
+    assert mail_kinds("o'brien@example.org") == ["new_link"]
+    assert mail_kinds("ana@example.org") == []
 
 
 # ------------------------------------------------------------------------------- the cap
@@ -131,7 +120,7 @@ def test_an_address_gets_three_of_these_mails_a_day_at_most(app: Flask, status: 
         for minutes in range(3)
     ]
     assert answers == [True, False, False]
-    assert len(_mail_kinds("ana@example.org")) == 5
+    assert len(mail_kinds("ana@example.org")) == 5
     # A day after the last of them, the address can get one again.
     tomorrow = NOW + dt.timedelta(days=1, minutes=1)
     assert subscriptions.send_new_link(db.session, email="ana@example.org", now=tomorrow)
@@ -156,7 +145,7 @@ def test_the_cap_holds_when_another_mail_is_being_queued_at_that_moment(app: Fla
     # SQLite: it waited for the write lock, then counted three. PostgreSQL: it counted two
     # in its snapshot, but the row changed since, so it steps aside.
     assert second.finish() is False
-    assert _mail_kinds("ana@example.org") == ["new_link"] * 3
+    assert mail_kinds("ana@example.org") == ["new_link"] * 3
 
 
 def test_many_requests_for_one_address_at_once_queue_no_more_than_the_cap(app: Flask) -> None:
@@ -170,7 +159,7 @@ def test_many_requests_for_one_address_at_once_queue_no_more_than_the_cap(app: F
         request.start()
     answers = [request.finish() for request in requests]
     # Whichever way they interleave, each mail reported queued is there, and at most three.
-    assert 1 <= len(_mail_kinds("ana@example.org")) == answers.count(True) <= 3
+    assert 1 <= len(mail_kinds("ana@example.org")) == answers.count(True) <= 3
 
 
 # ------------------------------------------------------------------------------ equal work

@@ -16,6 +16,7 @@ from digest.models import Delivery, Subscriber
 from tests.database_helpers import (
     AnotherRequest,
     database_work,
+    mail_kinds,
     on_sqlite,
     wait_until_a_statement_waits,
 )
@@ -56,18 +57,6 @@ def _get(email: str) -> Subscriber:
     return subscriber
 
 
-def _mail_kinds(email: str) -> list[str]:
-    db.session.expire_all()
-    return list(
-        db.session.scalars(
-            select(Delivery.kind)
-            .join(Subscriber, Delivery.subscriber_id == Subscriber.id)
-            .where(Subscriber.email == email)
-            .order_by(Delivery.id)
-        )
-    )
-
-
 def _settings(subscriber: Subscriber) -> tuple[Any, ...]:
     return (
         subscriber.name,
@@ -105,7 +94,7 @@ def test_each_kind_of_address_gets_its_mail_and_only_unconfirmed_ones_take_the_f
     result = subscriptions.sign_up(db.session, email="ana@example.org", now=NOW, **FORM)
     ana = _get("ana@example.org")
     assert (result.outcome, result.subscriber_id, result.mail_queued) == (outcome, ana.id, True)
-    assert _mail_kinds("ana@example.org") == [mail]
+    assert mail_kinds("ana@example.org") == [mail]
     (sent,) = mails_to(app, "ana@example.org")
     if mail == "already":
         # A confirmed reader keeps everything, consent record included, and gets the link
@@ -136,7 +125,7 @@ def test_the_daily_cap_holds_for_every_kind_of_known_address(app: Flask, status:
         ana.id,
         False,
     )
-    assert len(_mail_kinds("ana@example.org")) == 4
+    assert len(mail_kinds("ana@example.org")) == 4
     # The form still counts for an unconfirmed address (its next confirmation uses it), and
     # still never for a confirmed one.
     ana = _get("ana@example.org")
@@ -155,7 +144,7 @@ def test_an_active_reader_gets_three_manage_links_a_day_at_most(app: Flask) -> N
         for m in range(4)
     ]
     assert outcomes == [Outcome.ALREADY_ACTIVE] * 3 + [Outcome.CAPPED]
-    assert _mail_kinds("ana@example.org") == ["already"] * 3
+    assert mail_kinds("ana@example.org") == ["already"] * 3
     assert _settings(_get("ana@example.org")) == THEIRS
 
 
@@ -180,13 +169,13 @@ def test_many_sign_ups_of_one_address_at_once_keep_one_row_and_the_cap(
     # Whichever way they interleave: one row, each mail reported queued is there once, and
     # no more than the cap reach the inbox. Sign-ups that overlap on PostgreSQL step aside
     # for the one that got there first (CONCURRENT); those that follow it see its mail.
-    assert len(_mail_kinds(ana.email)) == sum(r.mail_queued for r in results) <= 3
+    assert len(mail_kinds(ana.email)) == sum(r.mail_queued for r in results) <= 3
     outcomes = {r.outcome for r in results}
     if status is None:
         assert [r.outcome for r in results].count(Outcome.CREATED) == 1
     if status == "active":
         assert outcomes <= {Outcome.ALREADY_ACTIVE, Outcome.CAPPED, Outcome.CONCURRENT}
-        assert set(_mail_kinds(ana.email)) == {"already"}
+        assert set(mail_kinds(ana.email)) == {"already"}
         assert (ana.status, _settings(_get(ana.email))) == ("active", THEIRS)
     else:
         assert outcomes <= {
@@ -195,7 +184,7 @@ def test_many_sign_ups_of_one_address_at_once_keep_one_row_and_the_cap(
             Outcome.CAPPED,
             Outcome.CONCURRENT,
         }
-        assert set(_mail_kinds(ana.email)) == {"confirm"}
+        assert set(mail_kinds(ana.email)) == {"confirm"}
 
 
 def test_a_sign_up_meeting_the_same_new_address_being_stored_adds_no_second_row(
@@ -223,12 +212,12 @@ def test_a_sign_up_meeting_the_same_new_address_being_stored_adds_no_second_row(
     if on_sqlite():
         # It waited for the write lock, then found the address pending: a sign-up again.
         assert (result.outcome, _get("ana@example.org").name) == (Outcome.RESENT, "Mallory")
-        assert _mail_kinds("ana@example.org") == ["confirm", "confirm"]
+        assert mail_kinds("ana@example.org") == ["confirm", "confirm"]
     else:
         # It began before the row was there and waited on its insert: it steps aside, and
         # the address gets one confirmation.
         assert (result.outcome, result.mail_queued) == (Outcome.CONCURRENT, False)
-        assert (_get("ana@example.org").name, _mail_kinds("ana@example.org")) == (
+        assert (_get("ana@example.org").name, mail_kinds("ana@example.org")) == (
             "First",
             ["confirm"],
         )
@@ -257,12 +246,12 @@ def test_a_sign_up_meeting_another_sign_up_of_a_known_address_changes_nothing_mo
     result = second.finish()
     if on_sqlite():
         assert (result.outcome, _get("ana@example.org").name) == (Outcome.RESENT, "Mallory")
-        assert _mail_kinds("ana@example.org") == ["confirm", "confirm"]
+        assert mail_kinds("ana@example.org") == ["confirm", "confirm"]
     else:
         # The row changed after its snapshot: its status and count are out of date, so it
         # writes and queues nothing (the cap cannot be passed by sending the form in bulk).
         assert (result.outcome, result.mail_queued) == (Outcome.CONCURRENT, False)
-        assert (_get("ana@example.org").name, _mail_kinds("ana@example.org")) == (
+        assert (_get("ana@example.org").name, mail_kinds("ana@example.org")) == (
             "First",
             ["confirm"],
         )
@@ -289,9 +278,9 @@ def test_a_confirmation_landing_during_a_sign_up_keeps_the_readers_settings(app:
     assert (ana.status, _settings(ana)) == ("active", THEIRS)
     if on_sqlite():
         assert result.outcome == Outcome.ALREADY_ACTIVE
-        assert _mail_kinds("ana@example.org") == ["already"]
+        assert mail_kinds("ana@example.org") == ["already"]
     else:
-        assert (result.outcome, _mail_kinds("ana@example.org")) == (Outcome.CONCURRENT, [])
+        assert (result.outcome, mail_kinds("ana@example.org")) == (Outcome.CONCURRENT, [])
 
 
 # ------------------------------------------------------------------------------ equal work
