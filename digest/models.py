@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from flask_login import UserMixin
 from sqlalchemy import (
@@ -24,7 +24,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from digest.extensions import db
+from digest.extensions import Base, db
+
+if TYPE_CHECKING:
+    # mypy cannot take an attribute such as ``db.Model`` as a base class (python/mypy#8603).
+    # Flask-SQLAlchemy builds ``db.Model`` from ``Base``'s body, with the same metadata and
+    # registry, so ``Base`` describes it; at runtime the models keep ``db.Model``.
+    class Model(Base):
+        # DeclarativeBase says FromClause (a class may map a SELECT); every model here maps a Table.
+        __table__: ClassVar[Table]
+else:
+    Model = db.Model
 
 # The order sections appear in by default; "other" is the fallback for low confidence.
 CATEGORIES: tuple[str, ...] = ("politics", "economy", "sport", "health", "other")
@@ -69,7 +79,7 @@ article_sources = Table(
 )
 
 
-class Source(db.Model):
+class Source(Model):
     """A place news comes from: a seed dump, a feed, an article page."""
 
     __tablename__ = "sources"
@@ -90,7 +100,7 @@ class Source(db.Model):
     )
 
 
-class Article(db.Model):
+class Article(Model):
     """One headline or full article, deduplicated by ``fingerprint``."""
 
     __tablename__ = "articles"
@@ -132,7 +142,7 @@ class Article(db.Model):
         return bool(self.blocks)
 
 
-class Edition(db.Model):
+class Edition(Model):
     """One day's digest. ``snapshot`` freezes its items so a sent edition never changes."""
 
     __tablename__ = "editions"
@@ -162,7 +172,7 @@ class Edition(db.Model):
         return self.status in (EditionStatus.SENDING, EditionStatus.SENT)
 
 
-class Subscriber(db.Model):
+class Subscriber(Model):
     """A reader, with consent record and preferences."""
 
     __tablename__ = "subscribers"
@@ -185,7 +195,7 @@ class Subscriber(db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Delivery(db.Model):
+class Delivery(Model):
     """One message to one subscriber: a digest (edition set) or a transactional mail."""
 
     __tablename__ = "deliveries"
@@ -223,7 +233,7 @@ class Delivery(db.Model):
     subscriber: Mapped[Subscriber] = relationship()
 
 
-class SenderStatus(db.Model):
+class SenderStatus(Model):
     """The single row saying whether sending is paused (after repeated errors) and why."""
 
     __tablename__ = "sender_status"
@@ -235,7 +245,7 @@ class SenderStatus(db.Model):
     consecutive_errors: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class Editor(UserMixin, db.Model):
+class Editor(UserMixin, Model):
     """A person allowed into /admin."""
 
     __tablename__ = "editors"
@@ -255,7 +265,7 @@ class Editor(UserMixin, db.Model):
         return f"{self.id}:{self.session_version}"
 
 
-class Correction(db.Model):
+class Correction(Model):
     """An editor's category fix; the categorizer learns from these."""
 
     __tablename__ = "corrections"
@@ -270,7 +280,7 @@ class Correction(db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Heartbeat(db.Model):
+class Heartbeat(Model):
     """The last time a long-running process (e.g. the scheduler) said it was alive."""
 
     __tablename__ = "heartbeats"
@@ -280,7 +290,7 @@ class Heartbeat(db.Model):
     beat_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     """One editor action (or failed login attempt): who, what, when, from where."""
 
     __tablename__ = "audit_events"
@@ -299,7 +309,7 @@ class AuditEvent(db.Model):
     ip: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
-class ScheduledRun(db.Model):
+class ScheduledRun(Model):
     """One run of a scheduled job (the daily pipeline): when, what came of it, and why."""
 
     __tablename__ = "scheduled_runs"
@@ -315,7 +325,7 @@ class ScheduledRun(db.Model):
     edition_id: Mapped[int | None] = mapped_column(ForeignKey("editions.id", ondelete="SET NULL"))
 
 
-class Setting(db.Model):
+class Setting(Model):
     """An admin's run-time value for one config.py setting; without a row, config.py decides."""
 
     __tablename__ = "settings"
