@@ -12,9 +12,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app, has_app_context
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
 
 from digest import audit
+from digest.extensions import DbSession
 from digest.models import AuditEvent, Correction, Delivery, Editor, Subscriber
 
 ROLES: tuple[str, ...] = ("admin", "editor")
@@ -122,7 +122,7 @@ def verify_password(password_hash: str, password: str) -> bool:
         return False
 
 
-def find_editor(session: Session, email: str) -> Editor | None:
+def find_editor(session: DbSession, email: str) -> Editor | None:
     """The editor with this address, if any."""
     try:
         address = normalize_email(email)
@@ -132,7 +132,7 @@ def find_editor(session: Session, email: str) -> Editor | None:
 
 
 def create_editor(
-    session: Session,
+    session: DbSession,
     email: str,
     password: str | None,
     role: str = "editor",
@@ -174,7 +174,7 @@ def log_out_everywhere(editor: Editor) -> None:
     editor.session_version = (editor.session_version or 1) + 1
 
 
-def load_editor(session: Session, user_id: str) -> Editor | None:
+def load_editor(session: DbSession, user_id: str) -> Editor | None:
     """The editor behind a session id ``"id:session_version"``, or None when stale or bogus."""
     number, _, version = (user_id or "").partition(":")
     if not (number.isdigit() and version.isdigit()) or len(user_id) > 40:
@@ -186,7 +186,7 @@ def load_editor(session: Session, user_id: str) -> Editor | None:
 
 
 def authenticate(
-    session: Session,
+    session: DbSession,
     email: str,
     password: str,
     ip: str | None,
@@ -243,12 +243,12 @@ def authenticate(
     return editor
 
 
-def list_editors(session: Session) -> Sequence[Editor]:
+def list_editors(session: DbSession) -> Sequence[Editor]:
     """Every editor, admins first, then by address."""
     return session.scalars(select(Editor).order_by(Editor.role, Editor.email)).all()
 
 
-def admins_count(session: Session) -> int:
+def admins_count(session: DbSession) -> int:
     """How many editors have the admin role (the last one may not be demoted or removed)."""
     return session.scalar(select(func.count(Editor.id)).where(Editor.role == "admin")) or 0
 
@@ -272,7 +272,7 @@ def is_invited(editor: Editor) -> bool:
 
 
 def queue_invitation(
-    session: Session, editor: Editor, link_for: Callable[[str], str], now: dt.datetime
+    session: DbSession, editor: Editor, link_for: Callable[[str], str], now: dt.datetime
 ) -> Delivery:
     """Mail ``editor`` a link to choose a password, through the delivery ledger; caller commits.
 
@@ -308,7 +308,7 @@ def queue_invitation(
     )
 
 
-def invitation_mails(session: Session) -> dict[str, Delivery]:
+def invitation_mails(session: DbSession) -> dict[str, Delivery]:
     """The newest invitation mail to each address, to show how its delivery went."""
     rows = session.execute(
         select(Subscriber.email, Delivery)
@@ -326,7 +326,7 @@ def make_invite_token(editor: Editor, secret_key: str) -> str:
 
 
 def read_invite_token(
-    session: Session, token: str, secret_key: str, max_age: dt.timedelta = INVITE_MAX_AGE
+    session: DbSession, token: str, secret_key: str, max_age: dt.timedelta = INVITE_MAX_AGE
 ) -> Editor:
     """The editor an invitation is for; AccountError when forged, expired or already used."""
     serializer = URLSafeTimedSerializer(secret_key, salt=INVITE_SALT)
@@ -344,7 +344,7 @@ def read_invite_token(
     return editor
 
 
-def change_role(session: Session, editor: Editor, role: str) -> None:
+def change_role(session: DbSession, editor: Editor, role: str) -> None:
     """Give ``editor`` another role; the last admin keeps theirs."""
     if role not in ROLES:
         raise AccountError(f"Unknown role {role!r}: choose one of {', '.join(ROLES)}.")
@@ -353,7 +353,7 @@ def change_role(session: Session, editor: Editor, role: str) -> None:
     editor.role = role
 
 
-def remove_editor(session: Session, editor: Editor) -> None:
+def remove_editor(session: DbSession, editor: Editor) -> None:
     """Delete an editor (their audit events stay, with the address they had)."""
     if editor.role == "admin" and admins_count(session) <= 1:
         raise AccountError("The last admin cannot be removed.")

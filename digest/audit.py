@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.models import AuditEvent, Editor
 
 
 def record(
-    session: Session,
+    session: DbSession,
     action: str,
     now: dt.datetime,
     *,
@@ -38,7 +38,7 @@ def record(
 
 
 def recent_events(
-    session: Session, *, action: str | None = None, limit: int = 200, offset: int = 0
+    session: DbSession, *, action: str | None = None, limit: int = 200, offset: int = 0
 ) -> Sequence[AuditEvent]:
     """The newest events first, optionally only one kind of action."""
     query = select(AuditEvent).order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
@@ -47,7 +47,9 @@ def recent_events(
     return session.scalars(query.limit(limit).offset(offset)).all()
 
 
-def count_since(session: Session, action: str, since: dt.datetime, *, ip: str | None = None) -> int:
+def count_since(
+    session: DbSession, action: str, since: dt.datetime, *, ip: str | None = None
+) -> int:
     """How many ``action`` events happened after ``since`` (from ``ip`` when given)."""
     query = select(func.count(AuditEvent.id)).where(
         AuditEvent.action == action, AuditEvent.created_at > since
@@ -57,6 +59,6 @@ def count_since(session: Session, action: str, since: dt.datetime, *, ip: str | 
     return session.scalar(query) or 0
 
 
-def actions(session: Session) -> list[str]:
+def actions(session: DbSession) -> list[str]:
     """Every action name that appears in the trail, for the audit page's filter."""
     return list(session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)))

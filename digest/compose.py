@@ -9,9 +9,9 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from digest.calendar import newsroom_zone
+from digest.extensions import DbSession
 from digest.models import Article, Edition, EditionStatus
 
 # A snapshot keeps enough text for the web archive to show the full lead; headlines keep less.
@@ -35,7 +35,7 @@ def day_bounds(day: dt.date, timezone: str) -> tuple[dt.datetime, dt.datetime]:
     return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
-def articles_for_day(session: Session, day: dt.date, timezone: str) -> list[Article]:
+def articles_for_day(session: DbSession, day: dt.date, timezone: str) -> list[Article]:
     """Articles first seen on ``day``; if none, those of the latest earlier day that has some.
 
     The fallback keeps a quiet morning (or a late ingest) from producing an empty digest:
@@ -71,7 +71,7 @@ def articles_for_day(session: Session, day: dt.date, timezone: str) -> list[Arti
     )
 
 
-def compose_edition(session: Session, day: dt.date, now: dt.datetime) -> Edition:
+def compose_edition(session: DbSession, day: dt.date, now: dt.datetime) -> Edition:
     """Create or refresh ``day``'s edition snapshot; a frozen edition is returned unchanged."""
     edition = session.scalar(select(Edition).where(Edition.day == day))
     if edition is not None and edition.is_frozen:
@@ -132,7 +132,7 @@ def fallback_lead(articles: Sequence[Article]) -> Article | None:
     return candidates[0]
 
 
-def _pick_lead(session: Session, edition: Edition, articles: Sequence[Article]) -> Article | None:
+def _pick_lead(session: DbSession, edition: Edition, articles: Sequence[Article]) -> Article | None:
     if edition.lead_pinned and edition.lead_article_id is not None:
         pinned = session.get(Article, edition.lead_article_id)
         if pinned is not None and not pinned.excluded:
@@ -249,7 +249,7 @@ def _timestamp(moment: dt.datetime | None) -> float:
 PUBLISHED = (EditionStatus.SENDING, EditionStatus.SENT)
 
 
-def published_editions(session: Session, limit: int = 60) -> list[Edition]:
+def published_editions(session: DbSession, limit: int = 60) -> list[Edition]:
     """Editions that went out (sending or sent), newest first: the public archive."""
     return list(
         session.scalars(
@@ -261,7 +261,7 @@ def published_editions(session: Session, limit: int = 60) -> list[Edition]:
     )
 
 
-def published_edition(session: Session, day: dt.date) -> Edition | None:
+def published_edition(session: DbSession, day: dt.date) -> Edition | None:
     """The edition of ``day`` if it went out; drafts stay private to editors."""
     return session.scalar(
         select(Edition).where(Edition.day == day, Edition.status.in_([str(s) for s in PUBLISHED]))

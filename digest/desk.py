@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session
 
 from digest import audit
 from digest.compose import compose_edition
+from digest.extensions import DbSession
 from digest.models import CATEGORIES, Article, Correction, Edition, Editor
 from digest.richtext import MAX_INTRO_CHARS
 from digest.understand import record_correction
@@ -93,7 +93,7 @@ def edition_article_ids(edition: Edition | None) -> set[int]:
     return ids
 
 
-def day_articles(session: Session, day: dt.date, timezone: str) -> Sequence[Article]:
+def day_articles(session: DbSession, day: dt.date, timezone: str) -> Sequence[Article]:
     """The articles the edition of ``day`` draws from, excluded ones included.
 
     Like composing: those first seen that day, else those of the latest earlier day with
@@ -174,7 +174,7 @@ def group_desk(
 
 
 def build_desk(
-    session: Session,
+    session: DbSession,
     day: dt.date,
     timezone: str,
     order: Sequence[str] = CATEGORIES,
@@ -194,7 +194,7 @@ class EditionFrozen(DeskError):
     """The edition is being sent or was sent: its content no longer changes."""
 
 
-def edition_of(session: Session, day: dt.date) -> Edition | None:
+def edition_of(session: DbSession, day: dt.date) -> Edition | None:
     """The edition of ``day``, if one was built."""
     return session.scalar(select(Edition).where(Edition.day == day))
 
@@ -208,7 +208,7 @@ def ensure_editable(edition: Edition | None) -> None:
         )
 
 
-def refresh_draft(session: Session, day: dt.date, now: dt.datetime) -> Edition | None:
+def refresh_draft(session: DbSession, day: dt.date, now: dt.datetime) -> Edition | None:
     """Rebuild the day's draft snapshot after an editor's change (frozen ones stay as sent)."""
     edition = edition_of(session, day)
     if edition is None or edition.is_frozen:
@@ -217,7 +217,7 @@ def refresh_draft(session: Session, day: dt.date, now: dt.datetime) -> Edition |
 
 
 def change_category(
-    session: Session, article: Article, category: str, editor: Editor, now: dt.datetime
+    session: DbSession, article: Article, category: str, editor: Editor, now: dt.datetime
 ) -> Correction:
     """Set an article's category as a correction the categorizer learns from."""
     if category not in CATEGORIES:
@@ -236,7 +236,7 @@ def change_category(
 
 
 def set_excluded(
-    session: Session, article: Article, excluded: bool, editor: Editor, now: dt.datetime
+    session: DbSession, article: Article, excluded: bool, editor: Editor, now: dt.datetime
 ) -> None:
     """Leave an article out of editions (or bring it back)."""
     article.excluded = excluded
@@ -246,7 +246,7 @@ def set_excluded(
 
 
 def pin_lead(
-    session: Session,
+    session: DbSession,
     edition: Edition,
     article: Article | None,
     editor: Editor,
@@ -269,7 +269,7 @@ def pin_lead(
 
 
 def merge_story(
-    session: Session, article: Article, into: Article, editor: Editor, now: dt.datetime
+    session: DbSession, article: Article, into: Article, editor: Editor, now: dt.datetime
 ) -> str:
     """Put ``article``'s whole story into the story of ``into``; returns the kept key."""
     if article.id == into.id:
@@ -296,7 +296,7 @@ def merge_story(
     return key
 
 
-def split_story(session: Session, article: Article, editor: Editor, now: dt.datetime) -> str:
+def split_story(session: DbSession, article: Article, editor: Editor, now: dt.datetime) -> str:
     """Take ``article`` out of its story into one of its own; returns its new key."""
     old = article.story_key
     article.story_key = f"editor-{article.id}"
@@ -312,7 +312,7 @@ def split_story(session: Session, article: Article, editor: Editor, now: dt.date
 
 
 def set_intro(
-    session: Session, edition: Edition, source: str, editor: Editor, now: dt.datetime
+    session: DbSession, edition: Edition, source: str, editor: Editor, now: dt.datetime
 ) -> None:
     """Store the edition's introduction (Markdown; rendered and sanitized when shown)."""
     ensure_editable(edition)

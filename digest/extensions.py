@@ -8,9 +8,10 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_sqlalchemy.session import Session as FlaskSession
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session, scoped_session
 
 
 class Base(DeclarativeBase):
@@ -28,6 +29,12 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+# What services take as ``session``: views and commands pass db.session, Flask-SQLAlchemy's
+# scoped_session proxy, as is (calling it would build a Session some requests never need);
+# workers and tests may pass a plain Session. Both offer the methods the services call.
+DbSession = Session | scoped_session[FlaskSession]
+
 migrate = Migrate()
 login = LoginManager()
 csrf = CSRFProtect()

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.models import Edition, EditionStatus, ScheduledRun
 from digest.observability import log_context
 
@@ -29,7 +29,7 @@ class DailyReport:
     gate: str = "send"
 
 
-def prepare_edition(session: Session, day: dt.date, now: dt.datetime) -> Edition:
+def prepare_edition(session: DbSession, day: dt.date, now: dt.datetime) -> Edition:
     """Classify what was ingested (editors' choices kept), then compose the day's edition."""
     from digest.compose import compose_edition
     from digest.understand import classify_articles
@@ -38,7 +38,7 @@ def prepare_edition(session: Session, day: dt.date, now: dt.datetime) -> Edition
     return compose_edition(session, day, now)
 
 
-def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: Any) -> DailyReport:
+def run_daily(session: DbSession, *, day: dt.date, now: dt.datetime, transport: Any) -> DailyReport:
     """Ingest, classify, compose and send one day's edition; running it twice sends nobody twice."""
     from digest.compose import NothingToCompose
     from digest.ingest import ingest_locations
@@ -75,7 +75,7 @@ def run_daily(session: Session, *, day: dt.date, now: dt.datetime, transport: An
         return report
 
 
-def waiting_is_over(session: Session, day: dt.date, now: dt.datetime) -> bool:
+def waiting_is_over(session: DbSession, day: dt.date, now: dt.datetime) -> bool:
     """Whether the day's run left its edition waiting for approval and the wait has ended.
 
     True once the deadline has passed (the fallback then sends or holds it) or approval mode
@@ -101,7 +101,7 @@ def waiting_is_over(session: Session, day: dt.date, now: dt.datetime) -> bool:
 
 
 def run_daily_recorded(
-    session: Session, *, day: dt.date, now: dt.datetime, transport: Any
+    session: DbSession, *, day: dt.date, now: dt.datetime, transport: Any
 ) -> ScheduledRun:
     """Run the day's pipeline and record the run (shown to editors), failures included."""
     run = ScheduledRun(job="daily", day=day, started_at=now, outcome="running")

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.models import (
     CATEGORIES,
     Delivery,
@@ -41,7 +41,7 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-def edition_numbers(session: Session, limit: int = 14) -> list[EditionNumbers]:
+def edition_numbers(session: DbSession, limit: int = 14) -> list[EditionNumbers]:
     """The latest ``limit`` editions, newest first, with their delivery outcomes."""
     editions = list(session.scalars(select(Edition).order_by(Edition.day.desc()).limit(limit)))
     if not editions:
@@ -103,7 +103,7 @@ def edition_numbers(session: Session, limit: int = 14) -> list[EditionNumbers]:
     return result
 
 
-def status_counts(session: Session) -> list[tuple[str, int]]:
+def status_counts(session: DbSession) -> list[tuple[str, int]]:
     """How many subscribers are in each status, in the lifecycle's order."""
     found = dict(
         session.execute(
@@ -114,7 +114,7 @@ def status_counts(session: Session) -> list[tuple[str, int]]:
 
 
 def category_popularity(
-    session: Session, categories: Sequence[str] = CATEGORIES
+    session: DbSession, categories: Sequence[str] = CATEGORIES
 ) -> list[tuple[str, int]]:
     """How many active subscribers chose each category."""
     tally: Counter[str] = Counter()
@@ -126,7 +126,7 @@ def category_popularity(
 
 
 def audience_over_time(
-    session: Session, today: dt.date, days: int = 30
+    session: DbSession, today: dt.date, days: int = 30
 ) -> list[tuple[dt.date, int]]:
     """Confirmed readers who had not left, at the end of each of the last ``days`` days.
 

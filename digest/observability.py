@@ -36,8 +36,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.models import (
     Article,
     Delivery,
@@ -82,7 +82,7 @@ def as_utc(moment: dt.datetime) -> dt.datetime:
 # --- heartbeats ----------------------------------------------------------------------
 
 
-def beat(session: Session, name: str, now: dt.datetime) -> None:
+def beat(session: DbSession, name: str, now: dt.datetime) -> None:
     """Record that the process called ``name`` is alive at ``now``, and commit.
 
     A heartbeat is its own unit of work, so this commits. It is one upsert on the unique
@@ -109,7 +109,7 @@ def beat(session: Session, name: str, now: dt.datetime) -> None:
     session.commit()
 
 
-def last_beat(session: Session, name: str) -> dt.datetime | None:
+def last_beat(session: DbSession, name: str) -> dt.datetime | None:
     """When ``name`` last beat (aware UTC), or None if it never did."""
     moment = session.scalar(select(Heartbeat.beat_at).where(Heartbeat.name == name))
     return as_utc(moment) if moment is not None else None
@@ -351,7 +351,7 @@ def _reply_code(prefix: str | None) -> str:
     return prefix if prefix and prefix.isdigit() and len(prefix) == 3 else "none"
 
 
-def collect_status(session: Session, now: dt.datetime, recent: int = 5) -> StatusReport:
+def collect_status(session: DbSession, now: dt.datetime, recent: int = 5) -> StatusReport:
     """Read the state of editions, the queue, subscribers, sources and heartbeats at ``now``."""
     deliveries = {
         (kind, state): count
@@ -534,7 +534,7 @@ class StatusCollector(Collector):
         yield ages
 
 
-def render_metrics(session: Session, now: dt.datetime) -> bytes:
+def render_metrics(session: DbSession, now: dt.datetime) -> bytes:
     """The Prometheus text exposition: database state plus this process's (or gunicorn's)."""
     database = CollectorRegistry(auto_describe=False)
     database.register(StatusCollector(collect_status(session, now)))

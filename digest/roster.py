@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import String, cast, func, or_, select
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.models import Delivery, Subscriber
 
 
@@ -27,7 +27,7 @@ def _like(text: str) -> str:
 
 
 def search(
-    session: Session, filters: Filters, *, page: int = 1, size: int = 50
+    session: DbSession, filters: Filters, *, page: int = 1, size: int = 50
 ) -> tuple[Sequence[Subscriber], int]:
     """One page of subscribers matching ``filters`` (newest first) and the total count."""
     query = select(Subscriber)
@@ -57,7 +57,7 @@ def search(
     return rows, total
 
 
-def history(session: Session, subscriber: Subscriber) -> Sequence[Delivery]:
+def history(session: DbSession, subscriber: Subscriber) -> Sequence[Delivery]:
     """Every mail to ``subscriber``, newest first: editions received, bounces, confirmations."""
     return session.scalars(
         select(Delivery)

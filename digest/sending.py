@@ -9,10 +9,10 @@ from email.message import EmailMessage
 from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
 
 from digest import audit
 from digest.calendar import newsroom_zone, parse_send_at
+from digest.extensions import DbSession
 from digest.mail.assembly import MessageFactory
 from digest.mail.delivery import (
     edition_categories,
@@ -121,7 +121,7 @@ def _part(message: EmailMessage, subtype: str) -> str:
 
 
 def build_preview(
-    session: Session,
+    session: DbSession,
     edition: Edition,
     config: Mapping[str, Any],
     *,
@@ -163,7 +163,7 @@ def build_preview(
 
 
 def send_test(
-    session: Session,
+    session: DbSession,
     edition: Edition,
     editor: Editor,
     config: Mapping[str, Any],
@@ -221,7 +221,7 @@ def approval_gate(edition: Edition, now: dt.datetime, config: Mapping[str, Any])
     return "send" if config.get("APPROVAL_FALLBACK") == "send" else "hold"
 
 
-def hold_unapproved(session: Session, edition: Edition, now: dt.datetime) -> None:
+def hold_unapproved(session: DbSession, edition: Edition, now: dt.datetime) -> None:
     """The deadline passed without approval: hold the edition (recorded as the scheduler)."""
     edition.status = EditionStatus.HELD
     audit.record(
@@ -236,7 +236,7 @@ def hold_unapproved(session: Session, edition: Edition, now: dt.datetime) -> Non
 
 
 def approve(
-    session: Session,
+    session: DbSession,
     edition: Edition,
     editor: Editor,
     now: dt.datetime,
@@ -259,7 +259,7 @@ def approve(
     return None
 
 
-def hold(session: Session, edition: Edition, editor: Editor, now: dt.datetime) -> None:
+def hold(session: DbSession, edition: Edition, editor: Editor, now: dt.datetime) -> None:
     """Hold an edition: the scheduled send leaves it alone until someone sends it."""
     if edition.is_frozen:
         raise SendingError(f"The edition is already {edition.status}.")
@@ -268,7 +268,7 @@ def hold(session: Session, edition: Edition, editor: Editor, now: dt.datetime) -
     audit.record(session, "edition.hold", now, editor=editor, target=edition.day.isoformat())
 
 
-def send_now(session: Session, edition: Edition, editor: Editor, now: dt.datetime) -> int:
+def send_now(session: DbSession, edition: Edition, editor: Editor, now: dt.datetime) -> int:
     """Freeze the edition and queue it for every subscriber; the workers deliver it.
 
     Returns how many deliveries were queued (rows an editor cancelled are queued again).
@@ -296,7 +296,7 @@ def send_now(session: Session, edition: Edition, editor: Editor, now: dt.datetim
     return queued + (requeued or 0)
 
 
-def _has_cancelled_rows(session: Session, edition: Edition) -> bool:
+def _has_cancelled_rows(session: DbSession, edition: Edition) -> bool:
     return bool(
         session.scalar(
             select(func.count(Delivery.id)).where(
@@ -308,7 +308,7 @@ def _has_cancelled_rows(session: Session, edition: Edition) -> bool:
     )
 
 
-def pause(session: Session, editor: Editor, now: dt.datetime) -> None:
+def pause(session: DbSession, editor: Editor, now: dt.datetime) -> None:
     """Stop all sending after the messages in hand; nothing is lost, resume continues."""
     status = sender_status(session)
     status.paused = True
@@ -317,13 +317,13 @@ def pause(session: Session, editor: Editor, now: dt.datetime) -> None:
     audit.record(session, "sending.pause", now, editor=editor)
 
 
-def resume(session: Session, editor: Editor, now: dt.datetime) -> None:
+def resume(session: DbSession, editor: Editor, now: dt.datetime) -> None:
     """Let the workers send again."""
     audit.record(session, "sending.resume", now, editor=editor)
     resume_sending(session)
 
 
-def cancel(session: Session, edition: Edition, editor: Editor, now: dt.datetime) -> int:
+def cancel(session: DbSession, edition: Edition, editor: Editor, now: dt.datetime) -> int:
     """Cancel every delivery of the edition not yet handed over; returns how many.
 
     Messages already accepted by the mail server cannot be called back. An edition nobody
@@ -362,7 +362,7 @@ def cancel(session: Session, edition: Edition, editor: Editor, now: dt.datetime)
     return cancelled
 
 
-def finish_if_done(session: Session, edition: Edition, report: Progress) -> bool:
+def finish_if_done(session: DbSession, edition: Edition, report: Progress) -> bool:
     """Mark a sending edition sent once its ledger has nothing left; True when it changed."""
     if edition.status != EditionStatus.SENDING or not report.done:
         return False
@@ -374,7 +374,7 @@ def finish_if_done(session: Session, edition: Edition, report: Progress) -> bool
     return True
 
 
-def progress(session: Session, edition: Edition) -> Progress:
+def progress(session: DbSession, edition: Edition) -> Progress:
     """Counts of the edition's deliveries by state, and the pause switch."""
     counts = dict(
         session.execute(

@@ -24,10 +24,10 @@ from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from digest import audit
 from digest.calendar import parse_send_at
+from digest.extensions import DbSession
 from digest.models import Editor, Setting
 
 log = logging.getLogger(__name__)
@@ -282,13 +282,13 @@ SPECS: tuple[SettingSpec, ...] = (
 BY_KEY: dict[str, SettingSpec] = {spec.key: spec for spec in SPECS}
 
 
-def overrides(session: Session) -> dict[str, Any]:
+def overrides(session: DbSession) -> dict[str, Any]:
     """The values admins set, by config key (keys no longer offered are ignored)."""
     rows = session.execute(select(Setting.key, Setting.value)).all()
     return {key: value for key, value in rows if key in BY_KEY}
 
 
-def effective_config(session: Session, base: Mapping[str, Any]) -> Mapping[str, Any]:
+def effective_config(session: DbSession, base: Mapping[str, Any]) -> Mapping[str, Any]:
     """``base`` (the app's config) with the admins' values on top, read now."""
     return ChainMap(overrides(session), base)  # type: ignore[arg-type]
 
@@ -349,7 +349,7 @@ def read_form(
 
 
 def save(
-    session: Session,
+    session: DbSession,
     values: Mapping[str, Any],
     base: Mapping[str, Any],
     editor: Editor,
@@ -386,7 +386,7 @@ def save(
     return changes
 
 
-def _upsert(session: Session, key: str, value: Any, now: dt.datetime, by: str) -> None:
+def _upsert(session: DbSession, key: str, value: Any, now: dt.datetime, by: str) -> None:
     """Insert or replace one row; two admins saving at once cannot collide on the key."""
     insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
     fields = {"value": value, "updated_at": now, "updated_by": by}

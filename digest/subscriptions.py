@@ -48,12 +48,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm import scoped_session
 
 from config import split_host_port
 from digest import tokens
 from digest.database import driver_connection
-from digest.extensions import db
+from digest.extensions import DbSession, db
 from digest.models import (
     CATEGORIES,
     LANGUAGES,
@@ -199,7 +199,7 @@ def consent_ip(ip: str | None) -> str | None:
     return hmac.new(key, ip.encode(), hashlib.sha256).hexdigest()
 
 
-def find_by_email(session: Session, email: str) -> Subscriber | None:
+def find_by_email(session: DbSession, email: str) -> Subscriber | None:
     """The subscriber with this (already normalized) address, if any."""
     return session.scalar(select(Subscriber).where(Subscriber.email == email))
 
@@ -209,7 +209,9 @@ def public_url(path: str) -> str:
     return f"{current_app.config['PUBLIC_URL']}{path}"
 
 
-def _mails_today(session: Session, subscriber: Subscriber | SubscriberRef, now: dt.datetime) -> int:
+def _mails_today(
+    session: DbSession, subscriber: Subscriber | SubscriberRef, now: dt.datetime
+) -> int:
     return int(
         session.scalar(
             select(func.count(Delivery.id)).where(
@@ -223,7 +225,7 @@ def _mails_today(session: Session, subscriber: Subscriber | SubscriberRef, now: 
 
 
 def _queue_mail(
-    session: Session,
+    session: DbSession,
     subscriber: Subscriber | SubscriberRef,
     kind: str,
     template: str,
@@ -256,7 +258,7 @@ def _confirm_context() -> dict[str, Any]:
 
 
 def sign_up(
-    session: Session,
+    session: DbSession,
     *,
     email: str,
     now: dt.datetime,
@@ -300,7 +302,7 @@ _NEW_MAIL_COLUMNS = ("kind", "state", "attempts", "created_at", "next_attempt_at
 _CONFIRMED = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED)
 
 
-def _insert_if_new(session: Session, address: str, values: dict[str, Any]) -> int | None:
+def _insert_if_new(session: DbSession, address: str, values: dict[str, Any]) -> int | None:
     """Store a pending subscriber for ``address`` unless it is known; the new id, or None.
 
     In the session's transaction, for the placeholder of a change of address (a sign-up
@@ -331,7 +333,7 @@ def _insert_if_new_statement(dialect: str) -> Any:
 
 
 def _store_sign_up(
-    session: Session, address: str, values: dict[str, Any], now: dt.datetime
+    session: DbSession, address: str, values: dict[str, Any], now: dt.datetime
 ) -> SignUpResult:
     """Store the form for ``address`` and queue its mail, with the same work for every address.
 
@@ -358,7 +360,7 @@ def _store_sign_up(
     return _sign_up_result(stored)
 
 
-def _commit_first(session: Session) -> None:
+def _commit_first(session: DbSession) -> None:
     """Commit the caller's open transaction before rows change through another connection.
 
     For the services that run their statements through the driver: they commit the caller's
@@ -392,7 +394,7 @@ def _autocommit(driver: Any) -> Iterator[None]:
             driver.autocommit = False
 
 
-def _in_transaction(session: Session) -> bool:
+def _in_transaction(session: DbSession) -> bool:
     """Whether ``session`` has begun a transaction, without building one for db.session.
 
     A web request that only signs up an address never needs a Session object, and a
@@ -752,7 +754,7 @@ def _sign_up_values(
     }
 
 
-def send_new_link(session: Session, *, email: str, now: dt.datetime) -> bool:
+def send_new_link(session: DbSession, *, email: str, now: dt.datetime) -> bool:
     """Mail a fresh link to ``email`` if it is subscribed (raises ``InvalidEmail``).
 
     A pending address gets its confirmation again; an active or paused reader gets a link
@@ -920,7 +922,7 @@ class ConfirmOutcome(enum.StrEnum):
     LEFT = "left"
 
 
-def confirm(session: Session, subscriber: Subscriber, now: dt.datetime) -> ConfirmOutcome:
+def confirm(session: DbSession, subscriber: Subscriber, now: dt.datetime) -> ConfirmOutcome:
     """Turn a pending subscription active; confirming twice changes nothing."""
     if subscriber.status == SubscriberStatus.PENDING:
         subscriber.status = SubscriberStatus.ACTIVE
@@ -934,7 +936,7 @@ def confirm(session: Session, subscriber: Subscriber, now: dt.datetime) -> Confi
     return ConfirmOutcome.LEFT
 
 
-def unsubscribe(session: Session, subscriber: Subscriber, now: dt.datetime) -> bool:
+def unsubscribe(session: DbSession, subscriber: Subscriber, now: dt.datetime) -> bool:
     """Stop every mail to ``subscriber``; returns False when they had already left."""
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         return False
@@ -946,7 +948,7 @@ def unsubscribe(session: Session, subscriber: Subscriber, now: dt.datetime) -> b
     return True
 
 
-def _cancel_queued(session: Session, subscriber: Subscriber) -> None:
+def _cancel_queued(session: DbSession, subscriber: Subscriber) -> None:
     """Digests queued but not yet sent must not go out after the reader leaves."""
     for delivery in session.scalars(
         select(Delivery).where(
@@ -961,7 +963,7 @@ def _cancel_queued(session: Session, subscriber: Subscriber) -> None:
 # ---------------------------------------------------- one-click unsubscribe (RFC 8058)
 
 
-def unsubscribe_by_link(session: Session, token: str, now: dt.datetime) -> bool:
+def unsubscribe_by_link(session: DbSession, token: str, now: dt.datetime) -> bool:
     """``unsubscribe`` the reader an unsubscribe link was made for, with nothing but the link.
 
     What a mail client's one-click POST asks for, kept as cheap as a new address's sign-up:
@@ -1113,7 +1115,7 @@ def _leave_statement(dialect: Dialect) -> _LeaveStatement:
 
 
 def update_preferences(
-    session: Session,
+    session: DbSession,
     subscriber: Subscriber,
     *,
     categories: Sequence[str],
@@ -1128,7 +1130,7 @@ def update_preferences(
     session.commit()
 
 
-def pause(session: Session, subscriber: Subscriber, *, days: int, today: dt.date) -> dt.date:
+def pause(session: DbSession, subscriber: Subscriber, *, days: int, today: dt.date) -> dt.date:
     """Stop digests for ``days`` days; returns the first day they come again."""
     if not 1 <= days <= 365:
         raise ValueError("a pause lasts between 1 and 365 days")
@@ -1140,7 +1142,7 @@ def pause(session: Session, subscriber: Subscriber, *, days: int, today: dt.date
     return subscriber.paused_until
 
 
-def resume(session: Session, subscriber: Subscriber) -> None:
+def resume(session: DbSession, subscriber: Subscriber) -> None:
     """End a pause now."""
     if subscriber.status == SubscriberStatus.PAUSED:
         subscriber.status = SubscriberStatus.ACTIVE
@@ -1148,7 +1150,7 @@ def resume(session: Session, subscriber: Subscriber) -> None:
         session.commit()
 
 
-def resume_paused(session: Session, today: dt.date) -> int:
+def resume_paused(session: DbSession, today: dt.date) -> int:
     """Reactivate every subscriber whose pause ends on or before ``today``; returns how many."""
     due = session.scalars(
         select(Subscriber).where(
@@ -1176,7 +1178,7 @@ def _is_placeholder(subscriber: Subscriber) -> bool:
 
 
 def request_email_change(
-    session: Session, subscriber: Subscriber, *, new_email: str, now: dt.datetime
+    session: DbSession, subscriber: Subscriber, *, new_email: str, now: dt.datetime
 ) -> bool:
     """Mail a confirmation link to ``new_email``; the address changes only when it is followed.
 
@@ -1226,7 +1228,7 @@ def request_email_change(
     return queued
 
 
-def read_email_change(session: Session, token: str, now: dt.datetime) -> tuple[Subscriber, str]:
+def read_email_change(session: DbSession, token: str, now: dt.datetime) -> tuple[Subscriber, str]:
     """The subscriber whose address a change link moves, and the new address.
 
     Raises a ``tokens.TokenError`` when the link, or the subscriber's links, no longer hold.
@@ -1240,7 +1242,7 @@ def read_email_change(session: Session, token: str, now: dt.datetime) -> tuple[S
     return owner, placeholder.email
 
 
-def apply_email_change(session: Session, subscriber: Subscriber, new_email: str) -> None:
+def apply_email_change(session: DbSession, subscriber: Subscriber, new_email: str) -> None:
     """Switch to the confirmed new address and revoke every link sent to the old one."""
     address = normalize_email(new_email, check_deliverability=False)
     if address == subscriber.email:
@@ -1258,7 +1260,7 @@ def apply_email_change(session: Session, subscriber: Subscriber, new_email: str)
     session.commit()
 
 
-def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+def export_data(session: DbSession, subscriber: Subscriber) -> dict[str, Any]:
     """Everything stored about ``subscriber``, as a JSON-ready mapping."""
 
     def iso(value: dt.datetime | dt.date | None) -> str | None:
@@ -1296,7 +1298,7 @@ def export_data(session: Session, subscriber: Subscriber) -> dict[str, Any]:
     }
 
 
-def delete_data(session: Session, subscriber: Subscriber) -> None:
+def delete_data(session: DbSession, subscriber: Subscriber) -> None:
     """Erase the subscriber and their delivery records; their links stop working."""
     # Explicit, because SQLite only cascades foreign keys when the pragma is on.
     session.execute(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))
@@ -1361,7 +1363,7 @@ def _read_rows(stream: IO[str]) -> Iterable[tuple[int, dict[str, str]]]:
 
 
 def import_csv(
-    session: Session, stream: IO[str], *, now: dt.datetime, dry_run: bool = False
+    session: DbSession, stream: IO[str], *, now: dt.datetime, dry_run: bool = False
 ) -> ImportReport:
     """Add or update subscribers from CSV (email,name,language,categories,status).
 
@@ -1414,7 +1416,7 @@ def import_csv(
 
 
 def _import_one(
-    session: Session,
+    session: DbSession,
     report: ImportReport,
     address: str,
     row: dict[str, str],
@@ -1463,7 +1465,7 @@ def _import_one(
         report.unchanged.append(address)
 
 
-def export_csv(session: Session, stream: IO[str], statuses: Sequence[str] | None = None) -> int:
+def export_csv(session: DbSession, stream: IO[str], statuses: Sequence[str] | None = None) -> int:
     """Write subscribers as CSV (email,name,language,categories,status); returns the count."""
     query = select(Subscriber).order_by(Subscriber.email)
     if statuses:
@@ -1485,7 +1487,7 @@ def export_csv(session: Session, stream: IO[str], statuses: Sequence[str] | None
     return count
 
 
-def export_csv_text(session: Session, statuses: Sequence[str] | None = None) -> str:
+def export_csv_text(session: DbSession, statuses: Sequence[str] | None = None) -> str:
     """The CSV export as a string (for tests and small lists)."""
     buffer = io.StringIO()
     export_csv(session, buffer, statuses)

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from itsdangerous.encoding import base64_decode
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.models import Subscriber
 
 PURPOSES: tuple[str, ...] = ("confirm", "manage", "unsubscribe", "email")
@@ -243,7 +243,7 @@ def check_link(
 
 
 def read_token_payload(
-    session: Session,
+    session: DbSession,
     token: str,
     purpose: str,
     max_age: dt.timedelta | int | None = None,
@@ -258,7 +258,7 @@ def read_token_payload(
 
 
 def read_token(
-    session: Session,
+    session: DbSession,
     token: str,
     purpose: str,
     max_age: dt.timedelta | int | None = None,

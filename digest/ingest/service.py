@@ -11,8 +11,8 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.ingest.aggregator import dump_items, parse_aggregator
 from digest.ingest.encoding import UndecodableError, decode_bytes
 from digest.ingest.errors import ReadError
@@ -108,7 +108,7 @@ def _local_key(location: str) -> str:
     return str(Path(location).expanduser().resolve())
 
 
-def _requested(session: Session, locations: list[str] | None) -> list[str]:
+def _requested(session: DbSession, locations: list[str] | None) -> list[str]:
     if locations is not None:
         return locations
     configured = list(
@@ -117,7 +117,7 @@ def _requested(session: Session, locations: list[str] | None) -> list[str]:
     return configured or [current_app.config["SEED_DIR"]]
 
 
-def plan_locations(session: Session, locations: list[str] | None) -> list[str]:
+def plan_locations(session: DbSession, locations: list[str] | None) -> list[str]:
     """Concrete locations to read: given ones (directories expanded), else the enabled
     sources, else the files of ``SEED_DIR``."""
     planned: list[str] = []
@@ -254,12 +254,12 @@ def read_location(
     return parsed
 
 
-def _find_source(session: Session, location: str) -> Source | None:
+def _find_source(session: DbSession, location: str) -> Source | None:
     return session.scalars(select(Source).where(Source.location == location)).first()
 
 
 def preview_locations(
-    session: Session, locations: list[str] | None, on_progress: Progress | None = None
+    session: DbSession, locations: list[str] | None, on_progress: Progress | None = None
 ) -> IngestReport:
     """Read and parse like ``ingest_locations`` but write nothing (``--dry-run``)."""
     report = IngestReport()
@@ -279,7 +279,7 @@ def preview_locations(
 
 
 def _record_directories(
-    session: Session, requested: list[str], report: IngestReport, now: dt.datetime
+    session: DbSession, requested: list[str], report: IngestReport, now: dt.datetime
 ) -> None:
     """A configured directory's status sums up its files': "error" if any of them failed."""
     for location in requested:
@@ -303,7 +303,7 @@ def _record_directories(
         session.commit()
 
 
-def _record_failure(session: Session, location: str, message: str, now: dt.datetime) -> None:
+def _record_failure(session: DbSession, location: str, message: str, now: dt.datetime) -> None:
     """Store the error on a known source; a failed ad-hoc location leaves no row behind."""
     session.rollback()
     source = _find_source(session, location)
@@ -315,7 +315,7 @@ def _record_failure(session: Session, location: str, message: str, now: dt.datet
 
 
 def ingest_locations(
-    session: Session,
+    session: DbSession,
     locations: list[str] | None,
     now: dt.datetime,
     on_progress: Progress | None = None,

@@ -7,8 +7,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.ingest.errors import ReadError
 from digest.ingest.service import (
     READABLE_SUFFIXES,
@@ -60,7 +60,7 @@ def normalize_location(location: str) -> str:
 
 
 def add_source(
-    session: Session, location: str, name: str | None = None, enabled: bool = True
+    session: DbSession, location: str, name: str | None = None, enabled: bool = True
 ) -> Source:
     """Configure ``location`` as a source (or re-enable it if it is already known)."""
     location = normalize_location(location)
@@ -76,12 +76,12 @@ def add_source(
     return source
 
 
-def list_sources(session: Session) -> list[Source]:
+def list_sources(session: DbSession) -> list[Source]:
     """Every known source, configured ones first."""
     return list(session.scalars(select(Source).order_by(Source.enabled.desc(), Source.id)))
 
 
-def find_source(session: Session, reference: str) -> Source:
+def find_source(session: DbSession, reference: str) -> Source:
     """The source with this id or location; raises ``SourceError`` when there is none."""
     reference = reference.strip()
     source = None
@@ -97,7 +97,7 @@ def find_source(session: Session, reference: str) -> Source:
     return source
 
 
-def remove_source(session: Session, reference: str) -> Source:
+def remove_source(session: DbSession, reference: str) -> Source:
     """Forget a source; its articles stay (other sources or editions may use them)."""
     source = find_source(session, reference)
     session.delete(source)
@@ -105,7 +105,9 @@ def remove_source(session: Session, reference: str) -> Source:
     return source
 
 
-def check_sources(session: Session, references: list[str] | None, now: dt.datetime) -> IngestReport:
+def check_sources(
+    session: DbSession, references: list[str] | None, now: dt.datetime
+) -> IngestReport:
     """Fetch and parse sources without storing articles; record each one's status.
 
     Never conditional and never storing the ETag, so a check cannot make the next

@@ -11,8 +11,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import ColumnElement, Text, any_, cast, insert, select
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.ingest.items import Item
 from digest.ingest.normalize import clean_text, match_key
 from digest.models import Article, Source, article_sources
@@ -89,7 +89,7 @@ def _chunks(values: Sequence[str]) -> Iterable[Sequence[str]]:
         yield values[start : start + _CHUNK]
 
 
-def _is_in(session: Session, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
+def _is_in(session: DbSession, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
     """``column IN values``; on PostgreSQL ``= ANY(array)``, one parameter however many
     values (an expanded IN costs psycopg a slow conversion of thousands of placeholders)."""
     if session.get_bind().dialect.name == "postgresql":
@@ -98,7 +98,7 @@ def _is_in(session: Session, column: Any, values: Sequence[str]) -> ColumnElemen
 
 
 def _load_index(
-    session: Session, guids: set[str], urls: set[str], fps: set[str], titles: set[str]
+    session: DbSession, guids: set[str], urls: set[str], fps: set[str], titles: set[str]
 ) -> _Index:
     index = _Index()
     found: dict[int, Article] = {}
@@ -176,7 +176,7 @@ def _new_article(
     )
 
 
-def _insert_new(session: Session, articles: list[NewArticle]) -> list[int]:
+def _insert_new(session: DbSession, articles: list[NewArticle]) -> list[int]:
     """Insert new articles in one executemany and return their ids.
 
     A plain executemany without RETURNING lets the driver reuse one statement; the
@@ -196,7 +196,7 @@ def _insert_new(session: Session, articles: list[NewArticle]) -> list[int]:
 
 
 def store_items(
-    session: Session, source: Source, items: Sequence[Item], now: dt.datetime
+    session: DbSession, source: Source, items: Sequence[Item], now: dt.datetime
 ) -> StoreResult:
     """Add new items as articles and refresh the ones already stored; link them to ``source``.
 

@@ -15,8 +15,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any, Protocol, cast
 
-from sqlalchemy.orm import Session
-
+from digest.extensions import DbSession
 from digest.mail.fast import PreparedVariant
 from digest.mail.message import PersonalLinks
 from digest.mail.signing import DkimSigner
@@ -141,7 +140,9 @@ def render_notice(
 class MessageFactory:
     """Builds messages for claimed rows, rendering each digest variant only once."""
 
-    def __init__(self, session: Session, config: Mapping[str, Any], *, slow: bool = False) -> None:
+    def __init__(
+        self, session: DbSession, config: Mapping[str, Any], *, slow: bool = False
+    ) -> None:
         self.session = session
         # slow=True builds each digest with build_message (the reference; used by the bench).
         self.slow = slow

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from flufl.bounce import all_failures
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.mail.delivery import record_hard_bounce
 from digest.models import Delivery, DeliveryState, Subscriber
 
@@ -82,7 +82,7 @@ def read_messages(path: Path) -> Iterator[tuple[str, bytes]]:
 
 
 def process_bounces(
-    session: Session, path: Path, now: dt.datetime, bounce_limit: int
+    session: DbSession, path: Path, now: dt.datetime, bounce_limit: int
 ) -> BounceReport:
     """Read every message at ``path`` and apply the failures it reports."""
     report = BounceReport()
@@ -94,7 +94,7 @@ def process_bounces(
 
 
 def apply_bounce(
-    session: Session,
+    session: DbSession,
     name: str,
     raw: bytes,
     now: dt.datetime,
@@ -151,7 +151,7 @@ def _address(value: bytes | str) -> str:
     return text.strip().strip("<>").lower()
 
 
-def _verp_delivery(session: Session, message: Message) -> Delivery | None:
+def _verp_delivery(session: DbSession, message: Message) -> Delivery | None:
     for header in _VERP_HEADERS:
         for value in message.get_all(header) or []:
             match = _VERP.search(str(value))
@@ -160,7 +160,7 @@ def _verp_delivery(session: Session, message: Message) -> Delivery | None:
     return None
 
 
-def _delivery_for(session: Session, address: str) -> Delivery | None:
+def _delivery_for(session: DbSession, address: str) -> Delivery | None:
     """The newest delivery sent to a failed address."""
     return session.scalars(
         select(Delivery)

@@ -37,8 +37,8 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.mail.assembly import MessageFactory
 from digest.mail.signing import SigningError
 from digest.mail.transports import PermanentFailure, SMTPTransport, TemporaryFailure, Transport
@@ -90,7 +90,7 @@ class DeliveryReport:
 
 
 def enqueue_message(
-    session: Session,
+    session: DbSession,
     subscriber: Subscriber,
     kind: str,
     subject: str,
@@ -124,7 +124,7 @@ STAFF_KINDS: frozenset[str] = frozenset({"test", "invite"})
 
 
 def staff_mailbox(
-    session: Session, email: str, source: str, language: str, now: dt.datetime
+    session: DbSession, email: str, source: str, language: str, now: dt.datetime
 ) -> Subscriber:
     """The ledger row that mail to a staff address goes to; created (pending) when missing.
 
@@ -163,7 +163,7 @@ def notice_payload(
 
 
 def enqueue_notice(
-    session: Session,
+    session: DbSession,
     subscriber_id: int,
     kind: str,
     template: str,
@@ -207,7 +207,7 @@ def edition_categories(edition: Edition) -> list[str]:
     return found
 
 
-def queue_edition(session: Session, edition: Edition, now: dt.datetime) -> int:
+def queue_edition(session: DbSession, edition: Edition, now: dt.datetime) -> int:
     """Queue the edition for every active subscriber it has something for; returns rows added.
 
     Idempotent and safe to run concurrently: the unique (edition, subscriber) constraint
@@ -272,7 +272,7 @@ OPEN_STATES = (DeliveryState.QUEUED, DeliveryState.SENDING, DeliveryState.FAILED
 
 
 def finish_editions(
-    session: Session, now: dt.datetime, delivery_ids: Sequence[int] | None = None
+    session: DbSession, now: dt.datetime, delivery_ids: Sequence[int] | None = None
 ) -> int:
     """Mark "sent" every sending edition whose deliveries all have a final state.
 
@@ -307,7 +307,7 @@ def finish_editions(
     return finished
 
 
-def pending_count(session: Session, now: dt.datetime, edition: Edition | None = None) -> int:
+def pending_count(session: DbSession, now: dt.datetime, edition: Edition | None = None) -> int:
     """How many messages are waiting (queued, due for retry, or held by a worker)."""
     query = select(func.count(Delivery.id)).where(
         or_(
@@ -320,7 +320,7 @@ def pending_count(session: Session, now: dt.datetime, edition: Edition | None = 
     return session.scalar(query) or 0
 
 
-def sender_status(session: Session) -> SenderStatus:
+def sender_status(session: DbSession) -> SenderStatus:
     """The pause switch row, created on first use."""
     status = session.get(SenderStatus, 1)
     if status is None:
@@ -339,7 +339,7 @@ def sender_status(session: Session) -> SenderStatus:
     return status
 
 
-def resume_sending(session: Session) -> None:
+def resume_sending(session: DbSession) -> None:
     """Clear an automatic pause (an editor decided the cause is fixed)."""
     status = sender_status(session)
     status.paused = False
@@ -442,7 +442,7 @@ class Pacer:
 
 
 def deliver_pending(
-    session: Session,
+    session: DbSession,
     transport: Transport,
     now: dt.datetime,
     limit: int | None = None,
@@ -562,7 +562,7 @@ def _long_lived_objects_frozen() -> Iterator[None]:
 
 
 @contextmanager
-def _kept_after_commit(session: Session) -> Iterator[None]:
+def _kept_after_commit(session: DbSession) -> Iterator[None]:
     """Keep loaded objects (editions, the status row) usable across the per-message commits.
 
     Expiring everything on each commit would reload the edition for every message.
@@ -576,7 +576,7 @@ def _kept_after_commit(session: Session) -> Iterator[None]:
         target.expire_on_commit = previous
 
 
-def _sent_since(session: Session, since: dt.datetime) -> int:
+def _sent_since(session: DbSession, since: dt.datetime) -> int:
     return (
         session.scalar(
             select(func.count(Delivery.id)).where(
@@ -587,7 +587,7 @@ def _sent_since(session: Session, since: dt.datetime) -> int:
     )
 
 
-def _claim(session: Session, token: str, now: dt.datetime, size: int) -> list[int]:
+def _claim(session: DbSession, token: str, now: dt.datetime, size: int) -> list[int]:
     """Atomically move up to ``size`` due rows to ``sending`` for this worker.
 
     PostgreSQL: each inner SELECT ... FOR UPDATE SKIP LOCKED lets concurrent workers take
@@ -664,7 +664,7 @@ _BATCH_COLUMNS = (
 
 
 def _send_batch(
-    session: Session,
+    session: DbSession,
     ledger: _Ledger,
     transport: Transport,
     ids: list[int],
@@ -760,7 +760,7 @@ def _reader(row: Any) -> Reader:
     return Reader(*row[6:13])
 
 
-def _parallelism(session: Session, transport: Transport) -> int:
+def _parallelism(session: DbSession, transport: Transport) -> int:
     """SMTP connections one sender uses at once: the pool size, on PostgreSQL only.
 
     Each thread records outcomes on a connection of its own; SQLite has one writer.
@@ -773,7 +773,7 @@ def _parallelism(session: Session, transport: Transport) -> int:
 
 
 def _send_parallel(
-    session: Session,
+    session: DbSession,
     transport: Transport,
     rows: Sequence[Any],
     threads: int,
@@ -884,7 +884,7 @@ class _Ledger:
 
     _names = itertools.count(1)
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: DbSession) -> None:
         self.session = session
         self._statements: dict[tuple[tuple[str, ...], bool], Any] = {}
         self._compiled: dict[tuple[tuple[str, ...], bool], tuple[str, dict[str, Any]]] = {}
@@ -1171,7 +1171,7 @@ class SendResult:
 
 
 def send_edition(
-    session: Session,
+    session: DbSession,
     transport: Transport,
     day: dt.date,
     now: dt.datetime,

@@ -20,8 +20,8 @@ from types import TracebackType
 from typing import IO
 
 from sqlalchemy import Connection, select, text, update
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.models import Delivery, DeliveryState
 
 # First half of the two-integer advisory lock key: keeps ours apart from other applications'.
@@ -53,7 +53,7 @@ class SenderBusy(RuntimeError):
 class WorkerLease:
     """Held for the whole run of one sender; its ``token`` marks the rows it claims."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: DbSession) -> None:
         self.session = session
         engine = session.get_bind()
         self.dialect = engine.dialect.name

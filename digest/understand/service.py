@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
+from digest.extensions import DbSession
 from digest.models import CATEGORIES, Article, Correction, Editor
 from digest.understand.categorizer import Categorizer, Memory, teach
 from digest.understand.stories import Headline, cluster, story_key_for
@@ -27,7 +27,7 @@ def article_body(article: Article) -> str | None:
     return article.summary or None
 
 
-def load_memory(session: Session) -> Memory:
+def load_memory(session: DbSession) -> Memory:
     """Everything editors taught, oldest correction first so the newest wins."""
     memory = Memory()
     corrections = session.scalars(select(Correction).order_by(Correction.created_at, Correction.id))
@@ -36,7 +36,7 @@ def load_memory(session: Session) -> Memory:
     return memory
 
 
-def classify_articles(session: Session, now: dt.datetime) -> int:
+def classify_articles(session: DbSession, now: dt.datetime) -> int:
     """Sort recent and unsorted articles not set by an editor, and assign story keys.
 
     Returns how many articles were (re)classified. Flushes; the caller commits.
@@ -100,7 +100,7 @@ def _assign_stories(articles: Sequence[Article]) -> None:
 
 
 def record_correction(
-    session: Session,
+    session: DbSession,
     article: Article,
     new_category: str,
     editor: Editor | None,
