@@ -45,6 +45,7 @@ bench: install-test
 lint: install-test
 	$(BIN)/ruff check digest tests bench config.py
 	$(BIN)/ruff format --check digest tests bench config.py
+	$(BIN)/mypy digest
 
 clean:
 	rm -rf $(VENV) instance/digest.db instance/outbox

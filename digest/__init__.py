@@ -144,6 +144,6 @@ def _select_locale() -> str:
         request.cookies.get("lang"),
         g.get("subscriber_language"),
     ):
-        if candidate in supported:
+        if candidate is not None and candidate in supported:
             return candidate
     return request.accept_languages.best_match(supported) or default

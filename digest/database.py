@@ -1,4 +1,5 @@
-"""Schema management (Alembic through Flask-Migrate) and per-connection database settings."""
+"""Schema management (Alembic through Flask-Migrate), per-connection database settings, and
+the typed result of a session's INSERT, UPDATE or DELETE."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from select import POLLIN, poll
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, current_app
 from flask_migrate import upgrade
 from sqlalchemy import event
-from sqlalchemy.engine import Dialect, Engine, make_url
+from sqlalchemy.engine import CursorResult, Dialect, Engine, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.sql.dml import UpdateBase
+
+from digest.extensions import DbSession
 
 
 def upgrade_schema() -> None:
@@ -35,6 +39,15 @@ def tune_engines(app: Flask) -> None:
             event.listen(engine, "connect", _sqlite_settings)
         elif engine.dialect.name == "postgresql":
             event.listen(engine, "checkout", _ClosedByServer(engine.dialect))
+
+
+def execute_dml(session: DbSession, statement: UpdateBase) -> CursorResult[Any]:
+    """Run an INSERT, UPDATE or DELETE in ``session``; its result carries ``rowcount``.
+
+    ``Session.execute`` types every result as a ``Result``, but a DML statement's is a
+    ``CursorResult`` (``Connection.execute`` says so; ``Session.execute`` has no such overload).
+    """
+    return cast(CursorResult[Any], session.execute(statement))
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from sqlalchemy import func, select
 
@@ -53,7 +54,8 @@ def edition_numbers(session: DbSession, limit: int = 14) -> list[EditionNumbers]
         .where(Delivery.edition_id.in_(ids), Delivery.kind == "digest")
         .group_by(Delivery.edition_id, Delivery.state)
     ):
-        counts[edition_id][state] = count
+        # A transactional mail has no edition, but in_(ids) leaves those rows out.
+        counts[cast(int, edition_id)][state] = count
     reasons: dict[int, Counter[str]] = {edition_id: Counter() for edition_id in ids}
     for edition_id, error, reply, count in session.execute(
         select(Delivery.edition_id, Delivery.last_error, Delivery.last_reply, func.count())
@@ -64,7 +66,7 @@ def edition_numbers(session: DbSession, limit: int = 14) -> list[EditionNumbers]
         .group_by(Delivery.edition_id, Delivery.last_error, Delivery.last_reply)
     ):
         reason = " — ".join(part for part in (error, reply) if part) or "unknown"
-        reasons[edition_id][reason[:200]] += count
+        reasons[cast(int, edition_id)][reason[:200]] += count
     # "Unsubscribed after it": readers of the edition who left before the next one went out.
     starts = {e.id: _utc(e.sent_at) or _utc(e.approved_at) for e in editions}
     by_day = sorted(editions, key=lambda e: e.day)

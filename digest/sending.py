@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 
 from digest import audit
 from digest.calendar import newsroom_zone, parse_send_at
+from digest.database import execute_dml
 from digest.extensions import DbSession
 from digest.mail.assembly import MessageFactory
 from digest.mail.delivery import (
@@ -281,14 +282,15 @@ def send_now(session: DbSession, edition: Edition, editor: Editor, now: dt.datet
             edition.approved_at = now
     else:
         edition.status = EditionStatus.SENDING
-    requeued = session.execute(
+    requeued = execute_dml(
+        session,
         update(Delivery)
         .where(
             Delivery.edition_id == edition.id,
             Delivery.state == DeliveryState.CANCELLED,
             Delivery.last_error == CANCELLED_BY_EDITOR,
         )
-        .values(state=DeliveryState.QUEUED, last_error=None, next_attempt_at=now)
+        .values(state=DeliveryState.QUEUED, last_error=None, next_attempt_at=now),
     ).rowcount
     audit.record(session, "edition.send", now, editor=editor, target=edition.day.isoformat())
     session.commit()
@@ -330,13 +332,14 @@ def cancel(session: DbSession, edition: Edition, editor: Editor, now: dt.datetim
     received goes back to held (it may be edited again); otherwise it counts as sent.
     """
     cancelled = (
-        session.execute(
+        execute_dml(
+            session,
             update(Delivery)
             .where(
                 Delivery.edition_id == edition.id,
                 Delivery.state.in_([DeliveryState.QUEUED, DeliveryState.FAILED]),
             )
-            .values(state=DeliveryState.CANCELLED, last_error=CANCELLED_BY_EDITOR)
+            .values(state=DeliveryState.CANCELLED, last_error=CANCELLED_BY_EDITOR),
         ).rowcount
         or 0
     )

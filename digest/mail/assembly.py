@@ -118,7 +118,7 @@ def notice_context(
 
 
 def render_notice(
-    template: str, subscriber: Subscriber, context: Mapping[str, Any]
+    template: str, subscriber: Addressee, context: Mapping[str, Any]
 ) -> tuple[str, str, str]:
     """Subject, text and HTML of ``templates/web/mail/<template>.*`` in the reader's language."""
     from flask import current_app, render_template

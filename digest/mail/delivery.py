@@ -38,6 +38,7 @@ from flask import current_app
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from digest.database import execute_dml
 from digest.extensions import DbSession
 from digest.mail.assembly import MessageFactory
 from digest.mail.signing import SigningError
@@ -302,7 +303,7 @@ def finish_editions(
         statement = statement.where(
             Edition.id.in_(select(Delivery.edition_id).where(Delivery.id.in_(delivery_ids)))
         )
-    finished = int(session.execute(statement).rowcount or 0)
+    finished = int(execute_dml(session, statement).rowcount or 0)
     session.commit()
     return finished
 

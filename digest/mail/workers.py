@@ -19,8 +19,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import ColumnElement, Connection, select, text, update
 
+from digest.database import execute_dml
 from digest.extensions import DbSession
 from digest.models import Delivery, DeliveryState
 
@@ -136,14 +137,15 @@ class WorkerLease:
         self.session.commit()
         return count
 
-    def _requeue(self, condition: object) -> int:
-        result = self.session.execute(
+    def _requeue(self, condition: ColumnElement[bool]) -> int:
+        result = execute_dml(
+            self.session,
             update(Delivery)
-            .where(Delivery.state == DeliveryState.SENDING, condition)  # type: ignore[arg-type]
+            .where(Delivery.state == DeliveryState.SENDING, condition)
             .values(state=DeliveryState.QUEUED, claimed_by=None)
-            .execution_options(synchronize_session=False)
+            .execution_options(synchronize_session=False),
         )
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        return int(result.rowcount or 0)
 
     def _is_dead(self, owner: str) -> bool:
         if self.dialect != "postgresql":

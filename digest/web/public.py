@@ -74,7 +74,7 @@ def _harden(response: Response) -> Response:
         response.headers["Cache-Control"] = "no-store"
     # The language switch is a plain link (?lang=xx); remember the choice.
     lang = request.args.get("lang")
-    if lang in current_app.config["LANGUAGES"] and request.cookies.get("lang") != lang:
+    if lang and lang in current_app.config["LANGUAGES"] and request.cookies.get("lang") != lang:
         response.set_cookie(
             "lang",
             lang,

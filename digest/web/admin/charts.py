@@ -111,7 +111,7 @@ def stacked_columns(
         f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end" font-size="11">{top:g}</text>',
     ]
     for index, name in enumerate(series):
-        x = left + index * 110
+        x: float = left + index * 110
         parts.append(
             f'<rect x="{x}" y="4" width="10" height="10" '
             f'fill="{PALETTE[index % len(PALETTE)]}"/>'
@@ -119,7 +119,7 @@ def stacked_columns(
         )
     for column, (label, values) in enumerate(columns):
         x = left + column * slot + (slot - bar) / 2
-        base = top_pad + inner_h
+        base: float = top_pad + inner_h
         for index, value in enumerate(values):
             h = inner_h * (value / top) if top else 0
             base -= h

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from flask import (
     abort,
@@ -69,7 +70,7 @@ def edition_page(day: str) -> ResponseReturnValue:
     edition = desk.edition_of(db.session, date)
     language, categories, subscriber_email = _variant_from_request()
     cfg = settings.effective_config(db.session, current_app.config)
-    context = {
+    context: dict[str, Any] = {
         "day": date,
         "edition": edition,
         "language": language,
