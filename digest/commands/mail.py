@@ -14,6 +14,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from digest.extensions import db
+from digest.mail.transports import Transport
 
 
 def _now() -> dt.datetime:
@@ -24,10 +25,12 @@ def _today() -> dt.date:
     return _now().astimezone(ZoneInfo(current_app.config["TIMEZONE"])).date()
 
 
-def _transport():  # type: ignore[no-untyped-def]
+def _transport() -> Transport:
     from digest.mail.transports import app_transport
 
     try:
+        # The app itself, not the proxy: current_app is typed as Flask, the proxy's own
+        # method is not in the stubs.
         return app_transport(current_app._get_current_object())  # type: ignore[attr-defined]
     except ValueError as error:
         raise click.ClickException(f"MAIL_URL: {error}") from error

@@ -22,18 +22,11 @@ from wtforms import (
     StringField,
     SubmitField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, Length, NumberRange, Optional, StopValidation
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from digest.models import CATEGORIES, LANGUAGES
-
-try:  # WTForms 3.3 deprecates (value, label) tuples in favour of SelectChoice.
-    from wtforms.fields.choices import SelectChoice as _Choice
-except ImportError:  # pragma: no cover - older WTForms
-
-    def _Choice(value: str, label: Any) -> Any:  # type: ignore[no-redef]
-        return (value, label)
-
 
 CATEGORY_LABELS: dict[str, Any] = {
     "politics": _l("Politics"),
@@ -68,7 +61,7 @@ def _at_least_one(form: FlaskForm, field: SelectMultipleField) -> None:
 def _category_field(*validators: Any) -> CheckboxesField:
     return CheckboxesField(
         _l("Sections you want"),
-        choices=[_Choice(c, CATEGORY_LABELS[c]) for c in CATEGORIES],
+        choices=[SelectChoice(c, CATEGORY_LABELS[c]) for c in CATEGORIES],
         default=list(CATEGORIES),
         validators=list(validators),
     )
@@ -77,7 +70,7 @@ def _category_field(*validators: Any) -> CheckboxesField:
 def _language_field() -> SelectField:
     return SelectField(
         _l("Language of the digest"),
-        choices=[_Choice(code, LANGUAGE_LABELS[code]) for code in LANGUAGES],
+        choices=[SelectChoice(code, LANGUAGE_LABELS[code]) for code in LANGUAGES],
     )
 
 
