@@ -2,7 +2,8 @@
 
 Every function takes the session and ``now`` (or ``today``) explicitly and commits its own
 work, so views and commands stay thin. Mail is never sent from here: it is queued in the
-delivery ledger (``digest.mail.delivery.enqueue_notice``) and the delivery worker sends it.
+delivery ledger, by the statement that stores the request, and the delivery worker renders
+it and signs its links (``digest.mail.assembly.notice_context``) when it sends it.
 """
 
 from __future__ import annotations
@@ -204,50 +205,6 @@ def find_by_email(session: DbSession, email: str) -> Subscriber | None:
     return session.scalar(select(Subscriber).where(Subscriber.email == email))
 
 
-def public_url(path: str) -> str:
-    """An absolute link on the public site (mail has no request to build it from)."""
-    return f"{current_app.config['PUBLIC_URL']}{path}"
-
-
-def _mails_today(
-    session: DbSession, subscriber: Subscriber | SubscriberRef, now: dt.datetime
-) -> int:
-    return int(
-        session.scalar(
-            select(func.count(Delivery.id)).where(
-                Delivery.subscriber_id == subscriber.id,
-                Delivery.kind.in_(CONFIRM_KINDS),
-                Delivery.created_at > now - dt.timedelta(days=1),
-            )
-        )
-        or 0
-    )
-
-
-def _queue_mail(
-    session: DbSession,
-    subscriber: Subscriber | SubscriberRef,
-    kind: str,
-    template: str,
-    now: dt.datetime,
-    links: dict[str, str] | None = None,
-    **context: Any,
-) -> bool:
-    """Queue a transactional mail unless today's cap for the address is reached.
-
-    The sender renders it (in the subscriber's language) from ``templates/web/mail/`` and
-    signs its ``links`` then: the request stores the numbers it needs, nothing more.
-    """
-    from digest.mail.delivery import enqueue_notice
-
-    cap = int(current_app.config.get("CONFIRM_MAILS_PER_DAY", 3))
-    if _mails_today(session, subscriber, now) >= cap:
-        return False
-    assert subscriber.id is not None, "a subscriber is stored before mail is queued to it"
-    enqueue_notice(session, subscriber.id, kind, template, context, now, links)
-    return True
-
-
 # The links each notice carries, by template name -> purpose; the sender signs them.
 CONFIRM_LINKS: dict[str, str] = {"confirm_url": "confirm"}
 MANAGE_LINKS: dict[str, str] = {"manage_url": "manage", "unsubscribe_url": "unsubscribe"}
@@ -300,36 +257,6 @@ _NEW_SUBSCRIBER_COLUMNS = ("email", "token_version", "bounce_count", "created_at
 _NEW_MAIL_COLUMNS = ("kind", "state", "attempts", "created_at", "next_attempt_at", "payload")
 # Confirmed readers keep their settings whoever fills in the form; they get their manage link.
 _CONFIRMED = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED)
-
-
-def _insert_if_new(session: DbSession, address: str, values: dict[str, Any]) -> int | None:
-    """Store a pending subscriber for ``address`` unless it is known; the new id, or None.
-
-    In the session's transaction, for the placeholder of a change of address (a sign-up
-    uses ``_store_sign_up``). One statement (INSERT ... ON CONFLICT DO NOTHING RETURNING
-    id): a new address needs no lookup first, two requests for one address at the same
-    moment store one row, and nothing is rolled back (no savepoint either: SQLite's Python
-    driver would commit the row on releasing it, apart from the mail queued with it).
-    """
-    # On the session's connection: a Core statement needs none of the ORM's bookkeeping.
-    # Its dialect names the statement too (session.get_bind() would resolve the bind again).
-    connection = session.connection()
-    statement = _insert_if_new_statement(connection.dialect.name)
-    new_id = connection.execute(
-        statement, {"email": address, "status": SubscriberStatus.PENDING, **values}
-    ).scalar()
-    return int(new_id) if new_id is not None else None
-
-
-@functools.cache
-def _insert_if_new_statement(dialect: str) -> Any:
-    # Built once: values go in as parameters, so SQLAlchemy reuses the compiled statement
-    # instead of building and hashing one bound parameter per column on every sign-up.
-    table = Subscriber.__table__
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert(table).on_conflict_do_nothing(index_elements=[table.c.email]).returning(table.c.id)
-    )
 
 
 def _store_sign_up(
@@ -719,20 +646,6 @@ class _DriverStatement:
             cursor.close()
 
 
-@dataclass(frozen=True)
-class SubscriberRef:
-    """A stored subscriber's id, address, language and link version, read with one statement.
-
-    Enough to sign its links and queue its mail, without loading (or building) an ORM
-    object for a row this unit of work only needs to point at.
-    """
-
-    id: int
-    email: str
-    language: str
-    token_version: int = 1
-
-
 def _sign_up_values(
     name: str | None,
     language: str | None,
@@ -827,12 +740,11 @@ class _NewLinkPostgresql:
     a mail also rewrites the subscriber's row, unchanged, which gives it a new xmin: the
     second request's UPDATE waits for the first to commit, finds a newer version of the row
     than the one it counted for, and queues nothing. A sign-up of the address at that moment
-    steps aside in the same way, and this one for it. So the cap holds against any number of
-    these forms sent at once; only a change of address, queued through the session without
-    rewriting the row, is not held back (it needs a manage link, and mails only the pending
-    row holding the new address). The per-address rate limit (SIGNUP_RATE_LIMIT_PER_EMAIL)
-    would bound the excess without this, but only when limits are on and their counters
-    shared by every web process.
+    steps aside in the same way, and this one for it, and so does a change of address to a
+    placeholder (``_EmailChangePostgresql``). So the cap holds against any number of these
+    forms sent at once. The per-address rate limit (SIGNUP_RATE_LIMIT_PER_EMAIL) would bound
+    the excess without this, but only when limits are on and their counters shared by every
+    web process.
 
     Queuing a mail writes to the log, and a commit that wrote waits until the log is on disk;
     an unknown address, one that left or a capped one writes nothing, and that wait (from a
@@ -1182,50 +1094,189 @@ def request_email_change(
 ) -> bool:
     """Mail a confirmation link to ``new_email``; the address changes only when it is followed.
 
-    The new address is held by a pending placeholder row, so the ledger mails it like any
-    pending sign-up (and the address is proven before anything switches). Raises
-    ``InvalidEmail``. Returns whether a mail was queued; a taken address gets none, and the
-    page does not say so (no enumeration through the preference centre either).
+    The new address is held by a pending placeholder row (stored now if the address is free,
+    reused if a placeholder holds it already), and its ``email_change`` mail is queued under
+    the daily cap (CONFIRM_MAILS_PER_DAY over CONFIRM_KINDS). A taken address gets nothing.
+    Raises ``InvalidEmail``. Returns whether a mail was queued, for tests and logs: the page
+    says the same thing either way.
+
+    Every address costs the same work, so whoever holds a manage link cannot time the form
+    to learn whether an address is subscribed: PostgreSQL runs one statement in autocommit
+    and SQLite the same four statements in one transaction, whatever the address
+    (``_EmailChangePostgresql``, ``_EmailChangeSqlite``). The link is signed when the mail
+    is sent, for the placeholder, with the subscription it moves and that subscription's
+    token version at request time (``read_email_change`` checks both).
     """
     address = normalize_email(new_email)
     if address == subscriber.email:
         return False
-    found = find_by_email(session, address)
-    placeholder: Subscriber | SubscriberRef
-    if found is None:
-        values = {
-            "name": subscriber.name,
-            "language": subscriber.language,
-            "categories": list(subscriber.categories or CATEGORIES),
-            "consent_at": now,
-            "consent_source": EMAIL_CHANGE_SOURCE,
-        }
-        new_id = _insert_if_new(session, address, values)
-        if new_id is None:
-            return False
-        placeholder = SubscriberRef(new_id, address, subscriber.language)
-    elif _is_placeholder(found):
-        placeholder = found
-    else:
-        return False
-    token = tokens.make_token(
-        placeholder,
-        "email",
-        now=now,
-        extra={"from": subscriber.id, "v": subscriber.token_version},
+    row = _email_change_row(subscriber, address, now)
+    _commit_first(session)
+    engine = db.engine
+    with driver_connection(engine) as driver:
+        return _email_change_statement(engine.dialect).run(driver, row)
+
+
+def _email_change_row(subscriber: Subscriber, address: str, now: dt.datetime) -> dict[str, Any]:
+    """The parameters of the change-of-address statements: the placeholder a free address
+    gets (the reader's choices, no consent record of its own), and its mail."""
+    from digest.mail.delivery import notice_payload
+
+    context = {"new_email": address, "max_age_days": _confirm_context()["max_age_days"]}
+    moves = {"from": subscriber.id, "v": subscriber.token_version}
+    return {
+        "email": address,
+        "status": SubscriberStatus.PENDING.value,
+        "token_version": 1,
+        "bounce_count": 0,
+        "created_at": now,
+        "name": subscriber.name,
+        "language": subscriber.language,
+        "categories": list(subscriber.categories or CATEGORIES),
+        "consent_at": now,
+        "consent_source": EMAIL_CHANGE_SOURCE,
+        "consent_ip": None,
+        "consent_user_agent": None,
+        **_notice_values(now),
+        "mail_payload": notice_payload(
+            "email_change", context, {"confirm_url": {"purpose": "email", "extra": moves}}
+        ),
+    }
+
+
+def _holds_a_change() -> ColumnElement[bool]:
+    """The row is a placeholder holding the address typed (``_is_placeholder``, in SQL)."""
+    return and_(
+        _subscribers.c.email == bindparam("email", type_=_subscribers.c.email.type),
+        _subscribers.c.status == _sql_word(SubscriberStatus.PENDING),
+        _subscribers.c.consent_source == _sql_word(EMAIL_CHANGE_SOURCE),
     )
-    queued = _queue_mail(
-        session,
-        placeholder,
-        "email_change",
-        "email_change",
-        now,
-        new_email=address,
-        confirm_url=public_url(f"/email/{token}"),
-        max_age_days=int(current_app.config.get("CONFIRM_MAX_AGE_DAYS", 7)),
-    )
-    session.commit()
-    return queued
+
+
+def _email_change_mail(subscriber_id: Any) -> dict[Column[Any], Any]:
+    """The ``email_change`` notice's columns for an INSERT ... SELECT."""
+    return {
+        _deliveries.c.subscriber_id: subscriber_id,
+        _deliveries.c.kind: _sql_word("email_change"),
+        **_binds(_deliveries, ("state", "attempts", "created_at", "next_attempt_at"), "mail_"),
+        _deliveries.c.payload: bindparam("mail_payload", type_=_deliveries.c.payload.type),
+    }
+
+
+class _EmailChangePostgresql:
+    """The change of address for PostgreSQL: one statement, compiled once, run in autocommit.
+
+        WITH new AS (INSERT INTO subscribers ... ON CONFLICT (email) DO NOTHING RETURNING id),
+        held AS (SELECT id, xmin FROM subscribers WHERE email = :email AND <a placeholder>),
+        claimed AS (UPDATE subscribers SET status = status FROM held WHERE subscribers.id =
+                    held.id AND subscribers.xmin = held.xmin RETURNING id),
+        target AS (SELECT id FROM new UNION ALL SELECT id FROM claimed),
+        queued AS (INSERT INTO deliveries ... SELECT id, 'email_change', ... FROM target
+                   WHERE <its capped mails of the last day> < :cap RETURNING id)
+        SELECT EXISTS (SELECT FROM queued), set_config('synchronous_commit', 'off', true)
+
+    As for the sign-up (``_SignUpPostgresql`` says why, at Read Committed): every part reads
+    the snapshot taken when the statement starts, so a free address is stored by ``new`` and
+    not seen by ``held``, a placeholder is seen by ``held`` only, and a taken address (or the
+    reader's own) by neither: nothing is written and nothing queued. What is guaranteed when
+    requests meet:
+
+    - Two changes to the same free address at the same moment store one placeholder: the
+      second INSERT waits for the first and stores nothing, and its ``held`` does not see a
+      row committed after its snapshot, so it queues nothing. One mail, for the first reader.
+    - Queuing for an existing placeholder rewrites its row, unchanged, as the new-link form
+      does (``_NewLinkPostgresql``): a second request for it at that moment (a change, a
+      new link, a sign-up) waits, finds a newer row version than the one it counted mails
+      for, and queues nothing. So the daily cap is exact against any number sent at once.
+    - A sign-up or a change of address that turned the placeholder into a subscription after
+      the snapshot also gives it a new version, so no change mail goes to a row that is no
+      longer a placeholder; a placeholder deleted meanwhile is not found by the UPDATE.
+    - A taken address writes nothing, so the commit has no log to wait for; one that queues a
+      mail commits asynchronously, as the new-link form's does (its docstring says why and
+      what a crash can lose), so the wait for the disk does not tell them apart either.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        form = _binds(_subscribers, _NEW_SUBSCRIBER_COLUMNS)
+        new = _insert_new_subscriber(postgresql.insert, form).cte("new")
+        # xmin: the transaction that wrote the row's current version (see _SignUpPostgresql).
+        version: ColumnElement[Any] = literal_column("subscribers.xmin")
+        held = (
+            select(_subscribers.c.id, version.label("version")).where(_holds_a_change()).cte("held")
+        )
+        claimed = (
+            _subscribers.update()
+            .where(_subscribers.c.id == held.c.id, version == held.c.version)
+            .values(status=_subscribers.c.status)
+            .returning(_subscribers.c.id)
+            .cte("claimed")
+        )
+        target = union_all(select(new.c.id), select(claimed.c.id)).cte("target")
+        mail = _email_change_mail(target.c.id)
+        queued = (
+            _deliveries.insert()
+            .from_select(list(mail), select(*mail.values()).where(_under_daily_cap(target.c.id)))
+            .returning(_deliveries.c.id)
+            .cte("queued")
+        )
+        asynchronous_commit = func.set_config(
+            _sql_word("synchronous_commit"), _sql_word("off"), true()
+        )
+        self.statement = _DriverStatement(
+            select(exists(select(queued.c.id)), asynchronous_commit), dialect
+        )
+
+    def run(self, driver: Any, row: dict[str, Any]) -> bool:
+        """Hold the address and queue its mail if it gets one; whether it did."""
+        with _autocommit(driver):
+            return bool(self.statement.execute(driver, row)[0])
+
+
+class _EmailChangeSqlite:
+    """The change of address for SQLite: the same four statements for every address.
+
+        BEGIN IMMEDIATE
+        INSERT INTO subscribers ... ON CONFLICT (email) DO NOTHING
+        INSERT INTO deliveries (...) SELECT id, 'email_change', ... FROM subscribers
+        WHERE email = ? AND <a placeholder> AND <its capped mails of the last day> < ?
+        COMMIT
+
+    The placeholder the first INSERT stores is the row the second finds, as is one stored
+    earlier; a taken address is found by neither. BEGIN IMMEDIATE takes the database's write
+    lock first, so requests run one after another and the count under the cap is exact.
+    """
+
+    def __init__(self, dialect: Dialect) -> None:
+        form = _binds(_subscribers, _NEW_SUBSCRIBER_COLUMNS)
+        self.hold = _DriverStatement(_insert_new_subscriber(sqlite.insert, form), dialect)
+        mail = _email_change_mail(_subscribers.c.id)
+        wanted = and_(_holds_a_change(), _under_daily_cap(_subscribers.c.id))
+        self.mail = _DriverStatement(
+            _deliveries.insert()
+            .from_select(list(mail), select(*mail.values()).where(wanted))
+            .returning(_deliveries.c.id),
+            dialect,
+        )
+
+    def run(self, driver: Any, row: dict[str, Any]) -> bool:
+        """Hold the address and queue its mail if it gets one; whether it did."""
+        try:
+            driver.execute("BEGIN IMMEDIATE")
+            self.hold.execute(driver, row)
+            queued = self.mail.execute(driver, row) is not None
+            driver.commit()
+        except BaseException:
+            driver.rollback()
+            raise
+        return queued
+
+
+@functools.lru_cache(maxsize=8)
+def _email_change_statement(dialect: Dialect) -> _EmailChangePostgresql | _EmailChangeSqlite:
+    # Per dialect object, as _sign_up_statement.
+    if dialect.name == "postgresql":
+        return _EmailChangePostgresql(dialect)
+    return _EmailChangeSqlite(dialect)
 
 
 def read_email_change(session: DbSession, token: str, now: dt.datetime) -> tuple[Subscriber, str]:

@@ -104,16 +104,21 @@ def notice_context(
 ) -> dict[str, Any]:
     """A notice's template values: those stored with it, and its ``links`` signed at ``now``.
 
-    ``links`` maps a template name to a link purpose (``{"confirm_url": "confirm"}``). They
-    are signed as the mail is sent, not when it is queued: the statement that stores a new
-    subscriber queues its confirmation in the same round trip, before anyone knows the id to
-    sign, and a link made now carries the reader's current token version. A confirmation
-    link's days of validity therefore count from the mail's sending. Rows queued before
-    links were signed here carry finished URLs in ``context`` and render as they are.
+    ``links`` maps a template name to a link purpose (``{"confirm_url": "confirm"}``), or to
+    a purpose and extra data to sign with it (``{"purpose": "email", "extra": {...}}``, see
+    ``digest.mail.delivery.notice_payload``). They are signed as the mail is sent, not when
+    it is queued: the statement that stores a new subscriber queues its confirmation in the
+    same round trip, before anyone knows the id to sign, and a link made now carries the
+    reader's current token version. A confirmation link's days of validity therefore count
+    from the mail's sending. Rows queued before links were signed here carry finished URLs
+    in ``context`` and render as they are.
     """
     context = dict(payload.get("context") or {})
-    for name, purpose in (payload.get("links") or {}).items():
-        context[name] = link_url(subscriber, purpose, now)
+    for name, link in (payload.get("links") or {}).items():
+        if isinstance(link, str):
+            context[name] = link_url(subscriber, link, now)
+        else:
+            context[name] = link_url(subscriber, link["purpose"], now, extra=link.get("extra"))
     return context
 
 

@@ -26,7 +26,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -145,17 +145,22 @@ def staff_mailbox(
     return subscriber
 
 
+# A notice's links to sign when it is sent: template name -> purpose, or -> {"purpose": ...,
+# "extra": {...}} for a link that carries extra signed data (``notice_payload``).
+NoticeLinks = Mapping[str, str | Mapping[str, Any]]
 # One statement object, values passed at execution: compiled once, not rebuilt per mail.
 _INSERT_DELIVERY = Delivery.__table__.insert()
 
 
 def notice_payload(
-    template: str, context: dict[str, Any], links: dict[str, str] | None = None
+    template: str, context: dict[str, Any], links: NoticeLinks | None = None
 ) -> dict[str, Any]:
     """What a notice's ledger row stores: its template, JSON context and links to sign.
 
-    ``links`` maps a name in the template to a link purpose (``{"confirm_url": "confirm"}``);
-    the sender signs them when it sends (``digest.mail.assembly.notice_context``).
+    ``links`` maps a name in the template to a link purpose (``{"confirm_url": "confirm"}``),
+    or to a purpose and the extra data its token carries (``{"confirm_url": {"purpose":
+    "email", "extra": {"from": 7, "v": 2}}}``); the sender signs them for the mail's
+    recipient when it sends (``digest.mail.assembly.notice_context``).
     """
     payload: dict[str, Any] = {"template": template, "context": context}
     if links:
@@ -170,7 +175,7 @@ def enqueue_notice(
     template: str,
     context: dict[str, Any],
     now: dt.datetime,
-    links: dict[str, str] | None = None,
+    links: NoticeLinks | None = None,
 ) -> None:
     """Queue a transactional mail that the sender renders from ``templates/web/mail/``.
 
