@@ -1,5 +1,6 @@
-"""Schema management (Alembic through Flask-Migrate), per-connection database settings, and
-the typed result of a session's INSERT, UPDATE or DELETE."""
+"""Schema management (Alembic through Flask-Migrate), per-connection database settings, a
+pooled connection lent for statements run through the driver, and the typed result of a
+session's INSERT, UPDATE or DELETE."""
 
 from __future__ import annotations
 
@@ -99,11 +100,10 @@ class _ClosedByServer:
     connection's socket turns readable while no query runs. An idle connection has nothing
     else to read (this app never LISTENs), so only then is it pinged (a TLS record the driver
     has not read yet passes the ping); if the ping fails, the pool opens a fresh connection
-    before the request gets one. pool_pre_ping instead sends
-    SELECT 1 on every checkout: a round trip and some 15 microseconds of CPU per request.
-    Like the ping, this cannot see a server that dies after the check; a statement that
-    meets a closed connection still fails and tells the pool (SQLAlchemy's disconnect
-    handling).
+    before the request gets one. pool_pre_ping instead sends SELECT 1 on every checkout: a
+    round trip and some 15 microseconds of CPU per request. Like the ping, this cannot see a
+    server that dies after the check; a statement that meets a closed connection still fails
+    and tells the pool (SQLAlchemy's disconnect handling).
     """
 
     def __init__(self, dialect: Dialect) -> None:
