@@ -62,7 +62,6 @@ __all__ = [
     "deliver_pending",
     "edition_categories",
     "enqueue_message",
-    "enqueue_notice",
     "finish_editions",
     "notice_payload",
     "queue_edition",
@@ -148,8 +147,6 @@ def staff_mailbox(
 # A notice's links to sign when it is sent: template name -> purpose, or -> {"purpose": ...,
 # "extra": {...}} for a link that carries extra signed data (``notice_payload``).
 NoticeLinks = Mapping[str, str | Mapping[str, Any]]
-# One statement object, values passed at execution: compiled once, not rebuilt per mail.
-_INSERT_DELIVERY = Delivery.__table__.insert()
 
 
 def notice_payload(
@@ -166,38 +163,6 @@ def notice_payload(
     if links:
         payload["links"] = links
     return payload
-
-
-def enqueue_notice(
-    session: DbSession,
-    subscriber_id: int,
-    kind: str,
-    template: str,
-    context: dict[str, Any],
-    now: dt.datetime,
-    links: NoticeLinks | None = None,
-) -> None:
-    """Queue a transactional mail that the sender renders from ``templates/web/mail/``.
-
-    Only the template name, its JSON context (numbers, finished links) and the links to sign
-    are stored; the sender renders subject, text and HTML in the reader's language when it
-    sends, so a web request that queues a mail does one insert and no template or signing
-    work. Caller commits.
-    """
-    if kind == "digest":
-        raise ValueError("digests are queued with queue_edition")
-    session.connection().execute(
-        _INSERT_DELIVERY,
-        {
-            "kind": kind,
-            "subscriber_id": subscriber_id,
-            "state": DeliveryState.QUEUED,
-            "attempts": 0,
-            "created_at": now,
-            "next_attempt_at": now,
-            "payload": notice_payload(template, context, links),
-        },
-    )
 
 
 def edition_categories(edition: Edition) -> list[str]:
