@@ -31,6 +31,7 @@ from email_validator import (
 from flask import current_app
 from flask_babel import gettext
 from sqlalchemy import (
+    CTE,
     Column,
     ColumnElement,
     Integer,
@@ -777,17 +778,21 @@ class _NewLinkPostgresql:
             .returning(_deliveries.c.id)
             .cte("queued")
         )
-        asynchronous_commit = func.set_config(
-            _sql_word("synchronous_commit"), _sql_word("off"), true()
-        )
-        self.statement = _DriverStatement(
-            select(exists(select(queued.c.id)), asynchronous_commit), dialect
-        )
+        self.statement = _whether_queued(queued, dialect)
 
     def run(self, driver: Any, row: dict[str, Any]) -> bool:
         """Queue the address's mail if it gets one; whether it did."""
         with _autocommit(driver):
             return bool(self.statement.execute(driver, row)[0])
+
+
+def _whether_queued(queued: CTE, dialect: Dialect) -> _DriverStatement:
+    """SELECT whether ``queued`` stored a mail, committing asynchronously: a request that
+    queues one must not wait for a log flush that a request queuing none never makes (see
+    ``_NewLinkPostgresql``)."""
+    # set_config with is_local true is SET LOCAL: this statement's transaction only.
+    asynchronous_commit = func.set_config(_sql_word("synchronous_commit"), _sql_word("off"), true())
+    return _DriverStatement(select(exists(select(queued.c.id)), asynchronous_commit), dialect)
 
 
 class _NewLinkSqlite:
@@ -1219,12 +1224,7 @@ class _EmailChangePostgresql:
             .returning(_deliveries.c.id)
             .cte("queued")
         )
-        asynchronous_commit = func.set_config(
-            _sql_word("synchronous_commit"), _sql_word("off"), true()
-        )
-        self.statement = _DriverStatement(
-            select(exists(select(queued.c.id)), asynchronous_commit), dialect
-        )
+        self.statement = _whether_queued(queued, dialect)
 
     def run(self, driver: Any, row: dict[str, Any]) -> bool:
         """Hold the address and queue its mail if it gets one; whether it did."""
