@@ -274,4 +274,13 @@ def test_many_requests_for_one_new_address_at_once_store_one_row_and_queue_the_c
         )
         == 1
     )
-    assert 1 <= len(mail_kinds("new@example.org")) == answers.count(True) <= 3
+    queued = len(mail_kinds("new@example.org"))
+    # Each mail a request reported queued is stored, and no other.
+    assert queued == answers.count(True)
+    if on_sqlite():
+        # The write lock puts the requests in a row: the first three queue, the rest count 3.
+        assert queued == 3
+    else:
+        # A request that meets another's write steps aside, so fewer may get through, but
+        # never more than the cap, and the first to write always does.
+        assert 1 <= queued <= 3
