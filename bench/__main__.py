@@ -12,6 +12,19 @@ import inspect
 import sys
 from pathlib import Path
 
+ENVIRONMENT = """\
+environment:
+  BENCH_DATABASE_URL        PostgreSQL for delivery and signup (default: SQLite in a temporary
+                            folder; delivery also reads DIGEST_TEST_DATABASE_URL);
+                            ingest reads DIGEST_BENCH_DATABASE_URL
+  BENCH_DELIVERY_N          messages for delivery when --n is not given
+  BENCH_POOL                SMTP connections delivery (and smtp-source) use at once (1)
+  BENCH_SIGNUP_REQUESTS     POSTs per run for signup (1000)
+  BENCH_ROUNDS              rounds for signup (5)
+  BENCH_SIGNUP_CONCURRENCY  connections the signup load generator keeps busy (8)
+  BENCH_GUNICORN_WORKERS    gunicorn sync workers for signup (2 x cores + 1, at most 8)
+"""
+
 
 def main(argv: list[str] | None = None) -> int:
     """Discover and run the benchmarks in name order; a failing one is reported, not fatal."""
@@ -19,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         path.stem.removeprefix("bench_"): path
         for path in sorted(Path(__file__).resolve().parent.glob("bench_*.py"))
     }
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__.splitlines()[0],
+        epilog=ENVIRONMENT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("names", nargs="*", metavar="NAME", help=", ".join(available))
     parser.add_argument("--n", type=int, help="size for the benchmarks that take one")
     args = parser.parse_args(argv)
