@@ -25,6 +25,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from email_validator import (
     EmailNotValidError,
     EmailUndeliverableError,
+    ValidatedEmail,
     caching_resolver,
     validate_email,
 )
@@ -129,8 +130,9 @@ def normalize_email(raw: str, check_deliverability: bool | None = None) -> str:
     try:
         if check_deliverability:
             info = validate_email(text, check_deliverability=True, dns_resolver=_dns_resolver())
+            address = _canonical(info)
         else:
-            info = validate_email(text, check_deliverability=False)
+            address = _checked_syntax(text)
     except EmailUndeliverableError as error:
         raise InvalidEmail(
             gettext("No mail can be delivered to this domain: check the part after the @."),
@@ -140,13 +142,27 @@ def normalize_email(raw: str, check_deliverability: bool | None = None) -> str:
         raise InvalidEmail(
             gettext("This is not a valid email address."), detail=str(error)
         ) from error
-    # Mailboxes are case-insensitive in practice, and one reader must map to one row.
-    address = (info.ascii_email or info.normalized).lower()
     domain = address.rsplit("@", 1)[1]
     for blocked in blocked_domains():
         if domain == blocked or domain.endswith("." + blocked):
             raise BlockedDomain(gettext("Addresses at this domain cannot subscribe."))
     return address
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_syntax(text: str) -> str:
+    """The canonical form of ``text`` if its syntax is valid (no DNS), else the validator's error.
+
+    Cached for the last few addresses: with rate limits on, a sign-up checks its address
+    twice in one request (the per-address limit's key, then the sign-up itself), and the
+    check is pure. Refused addresses raise, so they are not kept.
+    """
+    return _canonical(validate_email(text, check_deliverability=False))
+
+
+def _canonical(info: ValidatedEmail) -> str:
+    # Mailboxes are case-insensitive in practice, and one reader must map to one row.
+    return (info.ascii_email or info.normalized).lower()
 
 
 def _dns_resolver() -> Resolver:

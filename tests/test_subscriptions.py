@@ -415,3 +415,14 @@ def test_subscribers_commands_have_help(runner: FlaskCliRunner) -> None:
     for command, words in (("import", "--dry-run"), ("export", "--status")):
         result = runner.invoke(args=["subscribers", command, "--help"])
         assert result.exit_code == 0 and words in result.output
+
+
+def test_an_address_checked_before_is_refused_once_its_domain_is_blocked(app: Flask) -> None:
+    # The syntax check of recent addresses is kept (a sign-up checks its address twice with
+    # limits on); the blocked-domain rule is read afresh every time.
+    assert subscriptions.normalize_email(" Ana@Example.ORG ") == "ana@example.org"
+    app.config["BLOCKED_EMAIL_DOMAINS"] = ["example.org"]
+    with pytest.raises(subscriptions.BlockedDomain):
+        subscriptions.normalize_email("ana@example.org")
+    with pytest.raises(subscriptions.InvalidEmail):
+        subscriptions.normalize_email("ana@@example.org")
