@@ -193,6 +193,10 @@ def test_an_editor_corrects_pins_tests_and_sends_the_edition(
 
     # Approve, send, and watch the bar fill as the worker delivers.
     page.get_by_role("button", name="Approve").click()
+    # The live counts can show "approved" on the page being left before the answer to the
+    # click arrives; wait for that answer's message, or "Send now" is clicked on a page
+    # that is going away (seen once in CI).
+    expect(page.get_by_text("Approved: it goes out at the scheduled time.")).to_be_visible()
     expect(page.locator('[data-count="status"]')).to_have_text("approved")
     page.get_by_role("button", name="Send now").click()
     expect(page.get_by_text("3 message(s) queued")).to_be_visible()
