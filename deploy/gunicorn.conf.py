@@ -34,7 +34,7 @@ def _count(name: str, default: int) -> int:
 # Two workers per core plus one, capped: each keeps a database pool, and the pages are light.
 _DEFAULT_WORKERS = min(2 * (os.cpu_count() or 1) + 1, 8)
 
-wsgi_app = "digest:create_app()"
+wsgi_app = "digest.wsgi:app"
 bind = os.environ.get("BIND") or f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 workers = _count("WEB_CONCURRENCY", _DEFAULT_WORKERS)
 # Threads let one worker wait on the database or Redis while another request runs.

@@ -55,9 +55,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     babel.init_app(app, locale_selector=_select_locale)
 
     from digest import models  # noqa: F401  (registers the tables on db.metadata)
-    from digest.web import admin, headers, public
+    from digest.web import admin, headers, public, sessions
 
     headers.init_app(app)
+    sessions.init_app(app)
 
     app.register_blueprint(public.bp)
     app.register_blueprint(admin.bp, url_prefix="/admin")

@@ -47,7 +47,7 @@ def test_gunicorn_worker_count_comes_from_the_environment(
     conf = _load_gunicorn_conf(monkeypatch, WEB_CONCURRENCY="3", PORT="8123")
     assert conf["workers"] == 3
     assert conf["bind"] == "127.0.0.1:8123"
-    assert conf["wsgi_app"] == "digest:create_app()"
+    assert conf["wsgi_app"] == "digest.wsgi:app"
     default = _load_gunicorn_conf(monkeypatch)
     # Without WEB_CONCURRENCY: two per core plus one, capped at 8 (each keeps a database pool).
     assert default["workers"] == min(2 * (os.cpu_count() or 1) + 1, 8)
