@@ -53,6 +53,7 @@ SCHEDULER_HEARTBEAT = "scheduler"
 # Send rate is averaged over this window: long enough to smooth SMTP bursts.
 SEND_RATE_WINDOW = dt.timedelta(minutes=5)
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"
 _QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
 # A caller's request id is reused only when it is short and plain, so it can't forge log lines.
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -246,10 +247,17 @@ def configure_logging(app: Flask, stream: IO[str] | None = None) -> logging.Hand
 
 
 def _start_request() -> None:
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    # From the WSGI environ itself: Headers.get raises and catches a KeyError when the caller
+    # sent no id, which is nearly always.
+    incoming = request.environ.get(_REQUEST_ID_ENVIRON, "")
     # 32 random hex digits, as uuid4().hex gave, without building a UUID object for them.
     g.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else secrets.token_hex(16)
     g.request_started = time.perf_counter()
+
+
+# The latency series seen so far, by (method, route pattern, status): labels() checks and
+# converts its arguments on every call; a series, once made, is the same object each time.
+_latency_series: dict[tuple[str, str, int], Any] = {}
 
 
 def _finish_request(response: Response) -> Response:
@@ -258,18 +266,18 @@ def _finish_request(response: Response) -> Response:
     if started is not None:
         elapsed = time.perf_counter() - started
         # The route pattern, not the path: /confirm/<token> is one series, not one per token.
-        route = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUEST_LATENCY.labels(request.method, route, str(response.status_code)).observe(elapsed)
+        rule = request.url_rule
+        route = rule.rule if rule else "unmatched"
+        method, status = request.method, response.status_code
+        key = (method, route, status)
+        series = _latency_series.get(key)
+        if series is None:
+            series = _latency_series[key] = REQUEST_LATENCY.labels(method, route, str(status))
+        series.observe(elapsed)
         # Probes and scrapes arrive every few seconds; they'd drown the requests of people.
         level = logging.DEBUG if route in _QUIET_ROUTES else logging.INFO
-        log.log(
-            level,
-            "%s %s %s %.1fms",
-            request.method,
-            request.path,
-            response.status_code,
-            elapsed * 1000,
-        )
+        if log.isEnabledFor(level):
+            log.log(level, "%s %s %s %.1fms", method, request.path, status, elapsed * 1000)
     return response
 
 
