@@ -14,9 +14,9 @@ from pathlib import Path
 
 ENVIRONMENT = """\
 environment:
-  BENCH_DATABASE_URL        PostgreSQL for delivery and signup (default: SQLite in a temporary
-                            folder; delivery also reads DIGEST_TEST_DATABASE_URL);
-                            ingest reads DIGEST_BENCH_DATABASE_URL
+  BENCH_DATABASE_URL        PostgreSQL for delivery, ingest and signup (default: SQLite in a
+                            temporary folder; delivery and ingest also read
+                            DIGEST_TEST_DATABASE_URL)
   BENCH_DELIVERY_N          messages for delivery when --n is not given
   BENCH_POOL                SMTP connections delivery (and smtp-source) use at once (1)
   BENCH_SIGNUP_REQUESTS     POSTs per run for signup (1000)
