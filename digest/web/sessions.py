@@ -1,8 +1,8 @@
 """The session cookie: Flask's signed cookie, with its serializer built once per key set.
 
 Flask builds the cookie's serializer on every request, and building it serializes ``{}`` to
-check the serializer's type: some 15 microseconds of CPU per request, a sign-up's included,
-for an object that depends only on the secret keys. Here it is built once for each set of
+check the serializer's type: 35,000 instructions of a sign-up's 2.4 million (callgrind), for
+an object that depends only on the secret keys. Here it is built once for each set of
 keys (SECRET_KEY and SECRET_KEY_FALLBACKS) and reused; rotating a key builds a new one.
 """
 
