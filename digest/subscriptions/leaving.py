@@ -18,6 +18,7 @@ from digest.subscriptions.statements import (
     _commit_first,
     _deliveries,
     _DriverStatement,
+    _sqlite_transaction,
     _subscribers,
 )
 
@@ -174,7 +175,7 @@ class _LeaveStatementsSqlite(_LeaveStatement):
 
     def run(self, driver: Any, values: dict[str, Any]) -> _Standing | None:
         """Unsubscribe if the link holds; the subscriber's standing, or None if unknown."""
-        try:
+        with _sqlite_transaction(driver, immediate=False):
             if self.leave.execute(driver, values) is not None:
                 self.cancel.execute(driver, values)
                 found: _Standing | None = _Standing(
@@ -185,10 +186,6 @@ class _LeaveStatementsSqlite(_LeaveStatement):
                 # the update saw it.
                 row = self.standing.execute(driver, values)
                 found = None if row is None else _Standing(False, *row)
-            driver.commit()
-        except BaseException:
-            driver.rollback()
-            raise
         return found
 
 

@@ -33,7 +33,6 @@ from digest.subscriptions.addresses import (
 )
 from digest.subscriptions.statements import (
     _NEW_SUBSCRIBER_COLUMNS,
-    _autocommit,
     _binds,
     _commit_first,
     _confirm_context,
@@ -41,10 +40,11 @@ from digest.subscriptions.statements import (
     _DriverStatement,
     _insert_new_subscriber,
     _notice_values,
+    _QueueingStatement,
     _sql_word,
+    _sqlite_transaction,
     _subscribers,
     _under_daily_cap,
-    _whether_queued,
 )
 
 
@@ -185,7 +185,7 @@ def _email_change_mail(subscriber_id: Any) -> dict[Column[Any], Any]:
     }
 
 
-class _EmailChangePostgresql:
+class _EmailChangePostgresql(_QueueingStatement):
     """The change of address for PostgreSQL: one statement, compiled once, run in autocommit.
 
         WITH new AS (INSERT INTO subscribers ... ON CONFLICT (email) DO NOTHING RETURNING id),
@@ -235,18 +235,8 @@ class _EmailChangePostgresql:
         )
         target = union_all(select(new.c.id), select(claimed.c.id)).cte("target")
         mail = _email_change_mail(target.c.id)
-        queued = (
-            _deliveries.insert()
-            .from_select(list(mail), select(*mail.values()).where(_under_daily_cap(target.c.id)))
-            .returning(_deliveries.c.id)
-            .cte("queued")
-        )
-        self.statement = _whether_queued(queued, dialect)
-
-    def run(self, driver: Any, row: dict[str, Any]) -> bool:
-        """Hold the address and queue its mail if it gets one; whether it did."""
-        with _autocommit(driver):
-            return bool(self.statement.execute(driver, row)[0])
+        rows = select(*mail.values()).where(_under_daily_cap(target.c.id))
+        super().__init__(mail, rows, dialect)
 
 
 class _EmailChangeSqlite:
@@ -277,14 +267,9 @@ class _EmailChangeSqlite:
 
     def run(self, driver: Any, row: dict[str, Any]) -> bool:
         """Hold the address and queue its mail if it gets one; whether it did."""
-        try:
-            driver.execute("BEGIN IMMEDIATE")
+        with _sqlite_transaction(driver, immediate=True):
             self.hold.execute(driver, row)
             queued = self.mail.execute(driver, row) is not None
-            driver.commit()
-        except BaseException:
-            driver.rollback()
-            raise
         return queued
 
 

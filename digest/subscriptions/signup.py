@@ -49,11 +49,12 @@ from digest.subscriptions.statements import (
     _insert_new_subscriber,
     _notice_columns,
     _notice_values,
+    _QueueingStatement,
     _sql_word,
     _sql_words,
+    _sqlite_transaction,
     _subscribers,
     _under_daily_cap,
-    _whether_queued,
 )
 
 
@@ -318,10 +319,8 @@ class _SignUpSqlite:
 
     def run(self, driver: Any, row: dict[str, Any]) -> _Stored:
         """Store the sign-up and queue its mail; what was done (see ``_Stored``)."""
-        try:
-            # The driver would open a deferred transaction only at the first write; the
-            # lookup must already hold the lock, or another sign-up could change what it saw.
-            driver.execute("BEGIN IMMEDIATE")
+        # The lookup must already hold the lock, or another sign-up could change what it saw.
+        with _sqlite_transaction(driver, immediate=True):
             seen = self.seen.execute(driver, row)
             if seen is None:
                 subscriber_id, was = int(self.insert.execute(driver, row)[0]), None
@@ -336,10 +335,6 @@ class _SignUpSqlite:
                 "mail_payload": row["already_payload" if already else "confirm_payload"],
             }
             queued = self.mail.execute(driver, mail) is not None
-            driver.commit()
-        except BaseException:
-            driver.rollback()
-            raise
         return subscriber_id, was, queued
 
 
@@ -428,7 +423,7 @@ def _new_link_mail(subscriber_id: Any, status: Any) -> dict[Column[Any], Any]:
     )
 
 
-class _NewLinkPostgresql:
+class _NewLinkPostgresql(_QueueingStatement):
     """The new-link form for PostgreSQL: one statement, compiled once, run in autocommit.
 
         WITH seen AS (SELECT id, xmin FROM subscribers WHERE email = :email AND <pending,
@@ -476,18 +471,7 @@ class _NewLinkPostgresql:
             .cte("claimed")
         )
         mail = _new_link_mail(claimed.c.id, claimed.c.status)
-        queued = (
-            _deliveries.insert()
-            .from_select(list(mail), select(*mail.values()))
-            .returning(_deliveries.c.id)
-            .cte("queued")
-        )
-        self.statement = _whether_queued(queued, dialect)
-
-    def run(self, driver: Any, row: dict[str, Any]) -> bool:
-        """Queue the address's mail if it gets one; whether it did."""
-        with _autocommit(driver):
-            return bool(self.statement.execute(driver, row)[0])
+        super().__init__(mail, select(*mail.values()), dialect)
 
 
 class _NewLinkSqlite:

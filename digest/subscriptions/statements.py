@@ -11,9 +11,9 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import (
-    CTE,
     Column,
     Integer,
+    Select,
     Table,
     bindparam,
     case,
@@ -124,6 +124,26 @@ def _autocommit(driver: Any) -> Iterator[None]:
             driver.autocommit = False
 
 
+@contextlib.contextmanager
+def _sqlite_transaction(driver: Any, *, immediate: bool) -> Iterator[None]:
+    """The block's statements as one SQLite transaction: committed when it ends, rolled back
+    if it raises.
+
+    ``immediate`` takes the database's write lock first (BEGIN IMMEDIATE), for a block that
+    reads before it writes: the driver would open a deferred transaction only at the first
+    write, and another writer could change what the block read. A block that writes first
+    needs no such thing.
+    """
+    try:
+        if immediate:
+            driver.execute("BEGIN IMMEDIATE")
+        yield
+        driver.commit()
+    except BaseException:
+        driver.rollback()
+        raise
+
+
 def _in_transaction(session: DbSession) -> bool:
     """Whether ``session`` has begun a transaction, without building one for db.session.
 
@@ -207,10 +227,31 @@ def _notice_columns(
     }
 
 
-def _whether_queued(queued: CTE, dialect: Dialect) -> _DriverStatement:
-    """SELECT whether ``queued`` stored a mail, committing asynchronously: a request that
-    queues one must not wait for a log flush that a request queuing none never makes (see
-    ``_NewLinkPostgresql``)."""
-    # set_config with is_local true is SET LOCAL: this statement's transaction only.
-    asynchronous_commit = func.set_config(_sql_word("synchronous_commit"), _sql_word("off"), true())
-    return _DriverStatement(select(exists(select(queued.c.id)), asynchronous_commit), dialect)
+class _QueueingStatement:
+    """A PostgreSQL statement that may queue a notice, run in autocommit: ``mail``'s columns
+    selected by ``rows`` go into the ledger, and the statement answers whether one did.
+
+    It commits asynchronously: a request that queues a mail must not wait for a log flush
+    that a request queuing none never makes (``_NewLinkPostgresql`` says why and what a
+    crash can lose).
+    """
+
+    def __init__(self, mail: dict[Column[Any], Any], rows: Select[Any], dialect: Dialect) -> None:
+        queued = (
+            _deliveries.insert()
+            .from_select(list(mail), rows)
+            .returning(_deliveries.c.id)
+            .cte("queued")
+        )
+        # set_config with is_local true is SET LOCAL: this statement's transaction only.
+        asynchronous_commit = func.set_config(
+            _sql_word("synchronous_commit"), _sql_word("off"), true()
+        )
+        self.statement = _DriverStatement(
+            select(exists(select(queued.c.id)), asynchronous_commit), dialect
+        )
+
+    def run(self, driver: Any, row: dict[str, Any]) -> bool:
+        """Run the statement for ``row``; whether it queued a mail."""
+        with _autocommit(driver):
+            return bool(self.statement.execute(driver, row)[0])
