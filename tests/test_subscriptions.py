@@ -471,6 +471,9 @@ _ADDRESSES = [
     "a" * 242 + "@example.org",  # 254 characters: the limit
     "a" * 243 + "@example.org",  # 255
     "a@" + ".".join(["b" * 60] * 4) + ".org",  # long domain
+    "ana@example.org' OR '1'='1",
+    "ana@example.org\r\nBcc: eve@example.net",  # header injection
+    "ana%example.org@example.net",  # an old source route, plain by the rule
 ]
 
 
