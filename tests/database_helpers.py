@@ -75,8 +75,8 @@ class AnotherRequest(threading.Thread, Generic[Result]):
         return self.result
 
 
-def wait_until_a_statement_waits() -> None:
-    """Return once a request waits behind the change the test holds open.
+def wait_until_a_statement_waits(count: int = 1) -> None:
+    """Return once ``count`` requests wait behind the change the test holds open.
 
     Only PostgreSQL needs it, to be sure the request's statement began before that change
     commits. On SQLite the request's writing statement takes the write lock before it
@@ -95,10 +95,26 @@ def wait_until_a_statement_waits() -> None:
             ).scalar()
             # pg_stat_activity is read once per transaction: a new one for each look.
             watcher.rollback()
-            if waiting:
+            if waiting and waiting >= count:
                 return
             time.sleep(0.01)
-    raise AssertionError("no request waited for the change held open")
+    raise AssertionError(f"fewer than {count} requests waited for the change held open")
+
+
+def all_behind_one_write(write: Any, requests: list[AnotherRequest[Result]]) -> list[Result]:
+    """Start ``requests`` while ``write`` is held uncommitted, and roll it back once every
+    one of them waits behind it; their answers.
+
+    So every request has begun before any can write: on PostgreSQL each statement has taken
+    its snapshot and waits for the row; on SQLite each waits for the write lock.
+    """
+    with db.engine.connect() as other:
+        other.execute(write)
+        for request in requests:
+            request.start()
+        wait_until_a_statement_waits(len(requests))
+        other.rollback()
+    return [request.finish() for request in requests]
 
 
 @contextlib.contextmanager
