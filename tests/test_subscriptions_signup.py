@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 
 from digest import subscriptions
 from digest.extensions import db
@@ -308,3 +308,46 @@ def test_every_address_costs_the_same_statements(app: Flask) -> None:
     else:
         # One statement in autocommit: no BEGIN, no COMMIT.
         assert {len(sent) for sent in work.values()} == {1}, work
+
+
+# ------------------------------------------------------------------------- commit modes
+
+
+def _request_a_new_link() -> None:
+    subscriptions.send_new_link(db.session, email="pending@example.org", now=NOW)
+
+
+def _change_an_address() -> None:
+    reader = _get("active@example.org")
+    subscriptions.request_email_change(db.session, reader, new_email="new@example.org", now=NOW)
+
+
+def _sign_up() -> None:
+    subscriptions.sign_up(db.session, email="someone@example.org", now=NOW, **FORM)
+
+
+@pytest.mark.parametrize("request_", [_sign_up, _request_a_new_link, _change_an_address])
+def test_a_requests_asynchronous_commit_ends_with_its_own_transaction(
+    app: Flask, request_: Any
+) -> None:
+    """The sign-up, new-link and change-of-address statements commit asynchronously; the
+    connection they ran on must go back to the pool committing synchronously, or the next
+    request on it (a confirmation, an unsubscription) would answer before it is on disk."""
+    if on_sqlite():
+        pytest.skip("SQLite has no per-transaction commit mode")
+    _add("pending@example.org", "pending")
+    _add("active@example.org", "active")
+    db.session.remove()
+    lent: list[Any] = []
+
+    def remember(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        lent.append(dbapi_connection)
+
+    event.listen(db.engine, "checkout", remember)
+    try:
+        request_()
+    finally:
+        event.remove(db.engine, "checkout", remember)
+    assert lent
+    for dbapi_connection in lent:
+        assert dbapi_connection.execute("SHOW synchronous_commit").fetchone() == ("on",)

@@ -12,6 +12,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Integer,
     Select,
     Table,
@@ -227,6 +228,19 @@ def _notice_columns(
     }
 
 
+def _asynchronous_commit() -> ColumnElement[Any]:
+    """A column that makes the statement's own transaction commit asynchronously.
+
+    set_config with is_local true is SET LOCAL: it ends with the transaction, so the pooled
+    connection goes back to the pool with synchronous commits, as every other statement
+    expects. The commit returns once the log is in the server's memory, and the WAL writer
+    puts it on disk within three times wal_writer_delay (600 ms by default); a crash of the
+    server in that window loses the transaction whole, never part of it (PostgreSQL manual,
+    "Asynchronous Commit").
+    """
+    return func.set_config(_sql_word("synchronous_commit"), _sql_word("off"), true())
+
+
 class _QueueingStatement:
     """A PostgreSQL statement that may queue a notice, run in autocommit: ``mail``'s columns
     selected by ``rows`` go into the ledger, and the statement answers whether one did.
@@ -243,12 +257,8 @@ class _QueueingStatement:
             .returning(_deliveries.c.id)
             .cte("queued")
         )
-        # set_config with is_local true is SET LOCAL: this statement's transaction only.
-        asynchronous_commit = func.set_config(
-            _sql_word("synchronous_commit"), _sql_word("off"), true()
-        )
         self.statement = _DriverStatement(
-            select(exists(select(queued.c.id)), asynchronous_commit), dialect
+            select(exists(select(queued.c.id)), _asynchronous_commit()), dialect
         )
 
     def run(self, driver: Any, row: dict[str, Any]) -> bool:
