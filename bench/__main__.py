@@ -22,7 +22,10 @@ environment:
   BENCH_SIGNUP_REQUESTS     POSTs per run for signup (1000)
   BENCH_ROUNDS              rounds for signup (5)
   BENCH_SIGNUP_CONCURRENCY  connections the signup load generator keeps busy (8)
-  BENCH_GUNICORN_WORKERS    gunicorn sync workers for signup (2 x cores + 1, at most 8)
+  BENCH_GUNICORN_WORKERS    gunicorn workers for signup (2 x cores + 1, at most 8)
+  BENCH_GUNICORN_WORKER_CLASS
+                            sync (default) or gthread, as deploy/gunicorn.conf.py runs
+  BENCH_GUNICORN_THREADS    threads per gthread worker (4)
 """
 
 

@@ -1,10 +1,11 @@
 """Sign-up and one-click unsubscribe under gunicorn, against a hello-world Flask view.
 
 Both apps run under the same gunicorn settings on loopback (sync workers, as many as
-gunicorn recommends for the machine; BENCH_GUNICORN_WORKERS overrides); a second process
-sends a fixed number of POSTs with a fixed concurrency and reports requests per second and
-p50/p99 latency. The figure that matters is the ratio to hello-world (target: sign-up >= 0.5),
-together with zero errors and every accepted sign-up stored exactly once.
+gunicorn recommends for the machine; BENCH_GUNICORN_WORKERS and BENCH_GUNICORN_WORKER_CLASS
+override); a second process sends a fixed number of POSTs with a fixed concurrency and
+reports requests per second and p50/p99 latency. The figure that matters is the ratio to
+hello-world (target: sign-up >= 0.5), together with zero errors and every accepted sign-up
+stored exactly once.
 
 The runs alternate (hello-world, sign-up, the same sign-ups again, hello-world, ..., then
 hello-world and one-click in turn) for BENCH_ROUNDS rounds: rates are medians over rounds,
@@ -37,6 +38,11 @@ CONCURRENCY = int(os.environ.get("BENCH_SIGNUP_CONCURRENCY", "8"))
 # gunicorn's documented starting point, (2 x cores) + 1 sync workers, as in
 # deploy/gunicorn.conf.py: while one worker waits on the database another uses the core.
 WORKERS = os.environ.get("BENCH_GUNICORN_WORKERS") or str(min(2 * (os.cpu_count() or 1) + 1, 8))
+# sync: each request on a connection of its own, as a reverse proxy without upstream
+# keep-alive sends them. gthread (what deploy/gunicorn.conf.py runs, with 4 threads) keeps
+# the load generator's connections open, which takes the connection's cost off both sides.
+WORKER_CLASS = os.environ.get("BENCH_GUNICORN_WORKER_CLASS") or "sync"
+THREADS = os.environ.get("BENCH_GUNICORN_THREADS") or "4"
 
 HELLO_APP = """
 from flask import Flask
@@ -103,6 +109,10 @@ def _serve(target: str, env: dict[str, str], cwd: Path) -> tuple[subprocess.Pope
             "gunicorn",
             "--workers",
             WORKERS,
+            "--worker-class",
+            WORKER_CLASS,
+            "--threads",
+            THREADS if WORKER_CLASS == "gthread" else "1",
             "--bind",
             f"127.0.0.1:{port}",
             "--log-level",
@@ -173,6 +183,8 @@ def _line(name: str, result: dict[str, Any], baseline: dict[str, Any] | None) ->
 
 def run() -> list[str]:
     """Measure hello-world, sign-up and one-click unsubscribe; return report lines."""
+    if WORKER_CLASS not in ("sync", "gthread"):
+        raise ValueError(f"BENCH_GUNICORN_WORKER_CLASS={WORKER_CLASS!r}: expected sync or gthread")
     work = Path(tempfile.mkdtemp(prefix="digest-bench-signup-"))
     try:
         return _run_in(work)
@@ -219,7 +231,9 @@ def _run_in(work: Path) -> list[str]:
 
     lines = [
         f"{REQUESTS} POSTs per run, {ROUNDS} rounds, concurrency {CONCURRENCY}, "
-        f"gunicorn --workers {WORKERS}, {database.split(':')[0]}"
+        f"gunicorn --workers {WORKERS} --worker-class {WORKER_CLASS}"
+        + (f" --threads {THREADS}" if WORKER_CLASS == "gthread" else "")
+        + f", {database.split(':')[0]}"
     ]
     hello, hello_port = _serve("hello_bench_app:app", env, work)
     site, site_port = _serve("digest.wsgi:app", env, work)
