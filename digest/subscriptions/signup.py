@@ -239,13 +239,14 @@ class _SignUpPostgresql:
 
     The transaction commits asynchronously (``_asynchronous_commit``): the page answers
     once the log is in the server's memory, not on disk. Under load that wait and the
-    switches around it cost more than the statement itself (1,180 against 1,350 sign-ups
-    per second in ``python -m bench signup``, README). What a crash of the database server
-    can cost is a sign-up of the last fraction of a second, whole: the reader gets no mail
-    and signs up again. Nothing is mailed for a sign-up that could still be lost: the
-    delivery worker's claim commits synchronously, and its flush puts every earlier commit
-    on disk first. Confirming, leaving and changing settings stay synchronous: their page
-    tells the reader it is done, and nothing would tell them otherwise.
+    switches around it cost more than the statement itself (a fifth more sign-ups per
+    second without them in ``python -m bench signup``, README). What a crash of the
+    database server can cost is a sign-up of the last fraction of a second, whole: the
+    reader gets no mail and signs up again. Nothing is mailed for a sign-up that could
+    still be lost: the delivery worker's claim commits synchronously, and its flush puts
+    every earlier commit on disk first. Confirming, leaving and changing settings stay
+    synchronous: their page tells the reader it is done, and nothing would tell them
+    otherwise.
     """
 
     def __init__(self, dialect: Dialect) -> None:
