@@ -224,6 +224,13 @@ def test_building_from_the_desk_then_pinning_another_lead(app: Flask) -> None:
     assert client.post("/admin/editions/2024-04-29/build").status_code == 303
     edition = desk.edition_of(db.session, DAY)
     assert edition is not None and edition.status == "draft"
+    built = db.session.scalar(db.select(AuditEvent).where(AuditEvent.action == "edition.build"))
+    # Who built it, and from where, as for every other action taken on the admin pages.
+    assert (built.target, built.actor, built.ip) == (
+        "2024-04-29",
+        "editor@digest.test",
+        "127.0.0.1",
+    )
     other = second if edition.lead_article_id == first.id else first
     assert _post(client, f"/admin/articles/{other.id}/lead").status_code == 303
     db.session.expire_all()

@@ -9,9 +9,9 @@ from flask import current_app, flash, redirect, render_template, request, sessio
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_user, logout_user
 
-from digest import accounts, audit
+from digest import accounts
 from digest.extensions import db
-from digest.web.admin.blueprint import bp, client_ip, current_editor, now
+from digest.web.admin.blueprint import audit_action, bp, client_ip, current_editor, now
 
 
 def lockout_policy() -> accounts.LockoutPolicy:
@@ -72,7 +72,7 @@ def login_page() -> ResponseReturnValue:
 def logout() -> ResponseReturnValue:
     """End this session."""
     editor = current_editor()
-    audit.record(db.session, "logout", now(), editor=editor, ip=client_ip())
+    audit_action("logout", editor=editor)
     db.session.commit()
     logout_user()
     flash("You are logged out.", "info")
@@ -84,7 +84,7 @@ def logout_everywhere() -> ResponseReturnValue:
     """End every session of the current editor, on every device."""
     editor = current_editor()
     accounts.log_out_everywhere(editor)
-    audit.record(db.session, "logout.everywhere", now(), editor=editor, ip=client_ip())
+    audit_action("logout.everywhere", editor=editor)
     db.session.commit()
     logout_user()
     flash("You are logged out on every device.", "info")

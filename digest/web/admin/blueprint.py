@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from digest import accounts
+from digest import accounts, audit
 from digest.extensions import db, login
 from digest.models import Editor
 
@@ -103,6 +103,27 @@ def current_editor() -> Editor:
     editor = current_user._get_current_object()
     assert isinstance(editor, Editor)
     return editor
+
+
+def audit_action(
+    action: str,
+    *,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+    editor: Editor | None = None,
+    moment: dt.datetime | None = None,
+) -> None:
+    """Add to the audit log what ``editor`` (the logged-in one unless given) just did from
+    this request's address; the caller commits it with the action itself."""
+    audit.record(
+        db.session,
+        action,
+        moment or now(),
+        editor=editor or current_editor(),
+        target=target,
+        detail=detail,
+        ip=client_ip(),
+    )
 
 
 def parse_day(value: str) -> dt.date:

@@ -12,8 +12,8 @@ from digest.models import Editor
 from digest.web.admin.blueprint import (
     ADMIN_ONLY_NAV,
     admin_required,
+    audit_action,
     bp,
-    client_ip,
     current_editor,
     now,
 )
@@ -65,15 +65,7 @@ def invite_editor() -> ResponseReturnValue:
         db.session.rollback()
         flash(str(error), "error")
         return redirect(url_for("admin.editors")), 303
-    audit.record(
-        db.session,
-        "editor.invite",
-        moment,
-        editor=current_editor(),
-        target=editor.email,
-        detail={"role": role},
-        ip=client_ip(),
-    )
+    audit_action("editor.invite", target=editor.email, detail={"role": role}, moment=moment)
     db.session.commit()
     flash(f"Invitation emailed to {editor.email}: the link in it is valid 7 days.", "info")
     return redirect(url_for("admin.editors")), 303
@@ -91,14 +83,7 @@ def reinvite_editor(editor_id: int) -> ResponseReturnValue:
         db.session.rollback()
         flash(str(error), "error")
         return redirect(url_for("admin.editors")), 303
-    audit.record(
-        db.session,
-        "editor.reinvite",
-        moment,
-        editor=current_editor(),
-        target=editor.email,
-        ip=client_ip(),
-    )
+    audit_action("editor.reinvite", target=editor.email, moment=moment)
     db.session.commit()
     flash(f"A new invitation is on its way to {editor.email}; older links stop working.", "info")
     return redirect(url_for("admin.editors")), 303
@@ -116,15 +101,7 @@ def change_role(editor_id: int) -> ResponseReturnValue:
     except accounts.AccountError as error:
         flash(str(error), "error")
         return redirect(url_for("admin.editors")), 303
-    audit.record(
-        db.session,
-        "editor.role",
-        now(),
-        editor=current_editor(),
-        target=editor.email,
-        detail={"from": before, "to": role},
-        ip=client_ip(),
-    )
+    audit_action("editor.role", target=editor.email, detail={"from": before, "to": role})
     db.session.commit()
     flash(f"{editor.email} is now {role}.", "info")
     return redirect(url_for("admin.editors")), 303
@@ -136,14 +113,7 @@ def unlock_editor(editor_id: int) -> ResponseReturnValue:
     """Lift a lockout early."""
     editor = _editor_or_404(editor_id)
     accounts.unlock(editor)
-    audit.record(
-        db.session,
-        "editor.unlock",
-        now(),
-        editor=current_editor(),
-        target=editor.email,
-        ip=client_ip(),
-    )
+    audit_action("editor.unlock", target=editor.email)
     db.session.commit()
     flash(f"{editor.email} can log in again.", "info")
     return redirect(url_for("admin.editors")), 303
@@ -155,14 +125,7 @@ def force_logout(editor_id: int) -> ResponseReturnValue:
     """End every session of another editor (a lost laptop, a departure)."""
     editor = _editor_or_404(editor_id)
     accounts.log_out_everywhere(editor)
-    audit.record(
-        db.session,
-        "editor.logout",
-        now(),
-        editor=current_editor(),
-        target=editor.email,
-        ip=client_ip(),
-    )
+    audit_action("editor.logout", target=editor.email)
     db.session.commit()
     if editor.id == current_editor().id:
         logout_user()
@@ -185,9 +148,7 @@ def delete_editor(editor_id: int) -> ResponseReturnValue:
     except accounts.AccountError as error:
         flash(str(error), "error")
         return redirect(url_for("admin.editors")), 303
-    audit.record(
-        db.session, "editor.delete", now(), editor=current_editor(), target=address, ip=client_ip()
-    )
+    audit_action("editor.delete", target=address)
     db.session.commit()
     flash(f"{address} was removed.", "info")
     return redirect(url_for("admin.editors")), 303
@@ -210,7 +171,7 @@ def accept_invite(token: str) -> ResponseReturnValue:
         accounts.set_password(editor, password)
     except accounts.AccountError as error:
         return render_template("web/admin/invite.html", editor=editor, problem=str(error)), 400
-    audit.record(db.session, "editor.join", now(), editor=editor, ip=client_ip())
+    audit_action("editor.join", editor=editor)
     db.session.commit()
     login_user(editor)
     flash("Welcome to the desk.", "info")
@@ -238,7 +199,7 @@ def account_page() -> ResponseReturnValue:
     if problem:
         db.session.rollback()
         return render_template("web/admin/account.html", problem=problem), 400
-    audit.record(db.session, "password.change", now(), editor=editor, ip=client_ip())
+    audit_action("password.change", editor=editor)
     db.session.commit()
     # The version changed, so this session is re-issued with the new id to stay logged in.
     login_user(editor)

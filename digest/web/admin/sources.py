@@ -8,16 +8,13 @@ from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
-from digest import audit
 from digest.extensions import db
 from digest.models import Source
 from digest.web.admin.blueprint import (
     ADMIN_ONLY_NAV,
     admin_required,
+    audit_action,
     bp,
-    client_ip,
-    current_editor,
-    now,
 )
 
 ADMIN_ONLY_NAV.insert(0, ("admin.sources", "Sources"))
@@ -48,14 +45,7 @@ def add_source() -> ResponseReturnValue:
     else:
         name = request.form.get("name", "").strip()[:200] or parts.netloc
         db.session.add(Source(kind=kind, location=location, name=name, enabled=True))
-        audit.record(
-            db.session,
-            "source.add",
-            now(),
-            editor=current_editor(),
-            target=location,
-            ip=client_ip(),
-        )
+        audit_action("source.add", target=location)
         db.session.commit()
         flash(f"{name} will be read at the next ingest.", "info")
     return redirect(url_for("admin.sources")), 303
@@ -69,13 +59,6 @@ def toggle_source(source_id: int) -> ResponseReturnValue:
     if source is None:
         abort(404)
     source.enabled = not source.enabled
-    audit.record(
-        db.session,
-        "source.enable" if source.enabled else "source.disable",
-        now(),
-        editor=current_editor(),
-        target=source.location,
-        ip=client_ip(),
-    )
+    audit_action("source.enable" if source.enabled else "source.disable", target=source.location)
     db.session.commit()
     return redirect(url_for("admin.sources")), 303

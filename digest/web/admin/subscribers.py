@@ -16,10 +16,15 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from digest import audit, roster, subscriptions
+from digest import roster, subscriptions
 from digest.extensions import db
 from digest.models import CATEGORIES, LANGUAGES, Subscriber, SubscriberStatus
-from digest.web.admin.blueprint import admin_required, bp, client_ip, current_editor, now
+from digest.web.admin.blueprint import (
+    admin_required,
+    audit_action,
+    bp,
+    now,
+)
 
 PAGE_SIZE = 50
 # An upload bigger than this is refused before reading it (about 100 000 rows).
@@ -88,14 +93,7 @@ def suppress_subscriber(subscriber_id: int) -> ResponseReturnValue:
     """Stop every mail to this reader (as if they had unsubscribed); the record stays."""
     subscriber = _subscriber_or_404(subscriber_id)
     moment = now()
-    audit.record(
-        db.session,
-        "subscriber.suppress",
-        moment,
-        editor=current_editor(),
-        target=subscriber.email,
-        ip=client_ip(),
-    )
+    audit_action("subscriber.suppress", target=subscriber.email, moment=moment)
     if subscriptions.unsubscribe(db.session, subscriber, moment):
         flash(f"{subscriber.email} will receive nothing more.", "info")
     else:
@@ -110,14 +108,7 @@ def delete_subscriber(subscriber_id: int) -> ResponseReturnValue:
     """Erase a reader and their delivery records (a request to be forgotten)."""
     subscriber = _subscriber_or_404(subscriber_id)
     address = subscriber.email
-    audit.record(
-        db.session,
-        "subscriber.delete",
-        now(),
-        editor=current_editor(),
-        target=address,
-        ip=client_ip(),
-    )
+    audit_action("subscriber.delete", target=address)
     subscriptions.delete_data(db.session, subscriber)
     flash(f"{address} and their records are deleted.", "info")
     return redirect(url_for("admin.subscribers")), 303
@@ -157,13 +148,9 @@ def import_subscribers() -> ResponseReturnValue:
         flash(problem or "Nothing imported.", "error")
         return redirect(url_for("admin.subscribers")), 303
     if not dry_run:
-        audit.record(
-            db.session,
+        audit_action(
             "subscribers.import",
-            now(),
-            editor=current_editor(),
             target=upload.filename if upload else None,
-            ip=client_ip(),
             detail={
                 "created": len(report.created),
                 "updated": len(report.updated),
@@ -191,14 +178,7 @@ def export_subscribers() -> ResponseReturnValue:
     status = request.args.get("status", "")
     statuses = [status] if status in {s.value for s in SubscriberStatus} else None
     body = subscriptions.export_csv_text(db.session, statuses)
-    audit.record(
-        db.session,
-        "subscribers.export",
-        now(),
-        editor=current_editor(),
-        detail={"status": status or "all"},
-        ip=client_ip(),
-    )
+    audit_action("subscribers.export", detail={"status": status or "all"})
     db.session.commit()
     name = f"subscribers-{status or 'all'}.csv"
     return Response(

@@ -7,12 +7,12 @@ import datetime as dt
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from digest import audit, desk, settings
+from digest import desk, settings
 from digest.compose import NothingToCompose
 from digest.extensions import db
 from digest.jobs import prepare_edition
 from digest.models import Article
-from digest.web.admin.blueprint import bp, current_editor, local_today, now, parse_day
+from digest.web.admin.blueprint import audit_action, bp, current_editor, local_today, now, parse_day
 
 
 @bp.route("/", endpoint="desk")
@@ -182,7 +182,7 @@ def build_edition(day: str) -> ResponseReturnValue:
         db.session.rollback()
         flash(str(error), "error")
         return _back(date)
-    audit.record(db.session, "edition.build", now(), editor=current_editor(), target=day)
+    audit_action("edition.build", target=day)
     db.session.commit()
     flash(f"The edition of {day} is built.", "info")
     return _back(date)
