@@ -7,7 +7,7 @@ import contextlib
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 from flask import Flask
@@ -99,6 +99,22 @@ def wait_until_a_statement_waits(count: int = 1) -> None:
                 return
             time.sleep(0.01)
     raise AssertionError(f"fewer than {count} requests waited for the change held open")
+
+
+def behind_held_writes(writes: Sequence[Any], request: AnotherRequest[Result]) -> Result:
+    """Start ``request`` while ``writes`` are held uncommitted on another connection, and
+    commit them once it waits behind them; its answer.
+
+    So the request has begun before the writes land: on PostgreSQL its statement has taken
+    its snapshot without them; on SQLite it waits for the write lock and then sees them.
+    """
+    with db.engine.connect() as other:
+        for write in writes:
+            other.execute(write)
+        request.start()
+        wait_until_a_statement_waits()
+        other.commit()
+    return request.finish()
 
 
 def all_behind_one_write(write: Any, requests: list[AnotherRequest[Result]]) -> list[Result]:

@@ -15,10 +15,10 @@ from digest.extensions import db
 from digest.models import Delivery, Subscriber
 from tests.database_helpers import (
     AnotherRequest,
+    behind_held_writes,
     database_work,
     mail_kinds,
     on_sqlite,
-    wait_until_a_statement_waits,
 )
 from tests.public_helpers import links_in, mails_to
 
@@ -187,27 +187,24 @@ def test_many_sign_ups_of_one_address_at_once_keep_one_row_and_the_cap(
         assert set(mail_kinds(ana.email)) == {"confirm"}
 
 
+def _sign_up_of_ana(app: Flask) -> AnotherRequest[subscriptions.SignUpResult]:
+    return AnotherRequest(app, subscriptions.sign_up, now=NOW, email="ana@example.org", **FORM)
+
+
 def test_a_sign_up_meeting_the_same_new_address_being_stored_adds_no_second_row(
     app: Flask,
 ) -> None:
-    with db.engine.connect() as other:
-        stored = other.execute(
-            insert(Subscriber)
-            .values(email="ana@example.org", status="pending", name="First", created_at=NOW)
-            .returning(Subscriber.id)
-        ).scalar_one()
-        other.execute(
-            insert(Delivery).values(
-                kind="confirm", subscriber_id=stored, state="queued", created_at=NOW
-            )
-        )
-        second = AnotherRequest(
-            app, subscriptions.sign_up, now=NOW, email="ana@example.org", **FORM
-        )
-        second.start()
-        wait_until_a_statement_waits()
-        other.commit()
-    result = second.finish()
+    stored = 4242
+    # What another sign-up of the new address writes, held open while this one arrives.
+    held = [
+        insert(Subscriber).values(
+            id=stored, email="ana@example.org", status="pending", name="First", created_at=NOW
+        ),
+        insert(Delivery).values(
+            kind="confirm", subscriber_id=stored, state="queued", created_at=NOW
+        ),
+    ]
+    result = behind_held_writes(held, _sign_up_of_ana(app))
     assert [s.id for s in db.session.scalars(select(Subscriber))] == [stored]
     if on_sqlite():
         # It waited for the write lock, then found the address pending: a sign-up again.
@@ -227,23 +224,14 @@ def test_a_sign_up_meeting_another_sign_up_of_a_known_address_changes_nothing_mo
     app: Flask,
 ) -> None:
     ana = _add("ana@example.org", "unsubscribed")
-    with db.engine.connect() as other:
-        # What another sign-up of the address writes, held open while this one arrives.
-        other.execute(
-            update(Subscriber).where(Subscriber.id == ana.id).values(name="First", status="pending")
-        )
-        other.execute(
-            insert(Delivery).values(
-                kind="confirm", subscriber_id=ana.id, state="queued", created_at=NOW
-            )
-        )
-        second = AnotherRequest(
-            app, subscriptions.sign_up, now=NOW, email="ana@example.org", **FORM
-        )
-        second.start()
-        wait_until_a_statement_waits()
-        other.commit()
-    result = second.finish()
+    # What another sign-up of the address writes, held open while this one arrives.
+    held = [
+        update(Subscriber).where(Subscriber.id == ana.id).values(name="First", status="pending"),
+        insert(Delivery).values(
+            kind="confirm", subscriber_id=ana.id, state="queued", created_at=NOW
+        ),
+    ]
+    result = behind_held_writes(held, _sign_up_of_ana(app))
     if on_sqlite():
         assert (result.outcome, _get("ana@example.org").name) == (Outcome.RESENT, "Mallory")
         assert mail_kinds("ana@example.org") == ["confirm", "confirm"]
@@ -259,20 +247,11 @@ def test_a_sign_up_meeting_another_sign_up_of_a_known_address_changes_nothing_mo
 
 def test_a_confirmation_landing_during_a_sign_up_keeps_the_readers_settings(app: Flask) -> None:
     ana = _add("ana@example.org", "pending")
-    with db.engine.connect() as other:
-        # What subscriptions.confirm writes, held open while the form arrives.
-        other.execute(
-            update(Subscriber)
-            .where(Subscriber.id == ana.id)
-            .values(status="active", confirmed_at=NOW)
-        )
-        second = AnotherRequest(
-            app, subscriptions.sign_up, now=NOW, email="ana@example.org", **FORM
-        )
-        second.start()
-        wait_until_a_statement_waits()
-        other.commit()
-    result = second.finish()
+    # What subscriptions.confirm writes, held open while the form arrives.
+    confirmed = (
+        update(Subscriber).where(Subscriber.id == ana.id).values(status="active", confirmed_at=NOW)
+    )
+    result = behind_held_writes([confirmed], _sign_up_of_ana(app))
     ana = _get("ana@example.org")
     # Either way the reader is confirmed with their own settings and gets no confirmation.
     assert (ana.status, _settings(ana)) == ("active", THEIRS)
