@@ -10,7 +10,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from digest.extensions import db
-from digest.mail.delivery import deliver_pending, pending_count, queue_edition
+from digest.mail.delivery import deliver_pending, pending_count, queue_edition, sender_status
 from digest.mail.transports import get_transport
 from digest.models import Delivery, Subscriber
 from tests.smtpd import RecordingHandler, free_port, smtp_server
@@ -108,6 +108,39 @@ def test_a_dead_relay_pauses_sending_with_the_reason(app: Flask) -> None:
     assert report.paused is not None
     assert "5 consecutive errors" in report.paused and "cannot connect" in report.paused
     assert _states() == {"failed": 5, "queued": READERS - 5}
+
+
+def test_a_pool_of_connections_pauses_after_errors_in_a_row_with_the_reason(
+    app: Flask,
+) -> None:
+    if db.engine.dialect.name != "postgresql":
+        pytest.skip("parallel sending records outcomes on several connections: PostgreSQL")
+    app.config.update(MAIL_PAUSE_AFTER=5, MAIL_BATCH_SIZE=25)
+    edition = day_with_articles()
+    _readers()
+    queue_edition(db.session, edition, NOW)
+    handler = RecordingHandler(data_policy=lambda rcpt: "451 4.3.0 busy")
+    with smtp_server(handler) as (_, port):
+        transport = get_transport(f"smtp://127.0.0.1:{port}?pool=4")
+        try:
+            report = deliver_pending(db.session, transport, NOW)
+        finally:
+            transport.close()
+    # The fifth error pauses. The three other connections may each have a message on its
+    # way by then: those finish and are recorded as failed, to be retried. No connection
+    # takes another, and no further batch is claimed: the rest stay queued untouched.
+    states = _states()
+    failed = states["failed"]
+    assert report.sent == 0 and 5 <= failed <= 5 + 3
+    assert states == {"failed": failed, "queued": READERS - failed}
+    assert len(report.errors) == failed
+    assert report.paused == f"paused after {failed} consecutive errors; last: 451 4.3.0 busy"
+    status = sender_status(db.session)
+    assert (status.paused, status.reason, status.consecutive_errors) == (
+        True,
+        report.paused,
+        failed,
+    )
 
 
 def test_a_pool_of_connections_sends_in_parallel_exactly_once(app: Flask) -> None:

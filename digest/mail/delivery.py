@@ -450,7 +450,19 @@ def deliver_pending(
         settings.hourly_limit,
         lambda: _sent_since(session, clock() - dt.timedelta(hours=1)),
     )
-    errors = [status.consecutive_errors or 0]
+    run = _Run(
+        session=session,
+        transport=transport,
+        settings=settings,
+        factory=factory,
+        pacer=pacer,
+        clock=clock,
+        rng=rng,
+        report=report,
+        progress=progress,
+        should_stop=should_stop,
+        consecutive_errors=status.consecutive_errors or 0,
+    )
     ledger = _Ledger(session)
     with (
         WorkerLease(session) as lease,
@@ -461,7 +473,7 @@ def deliver_pending(
         report.recovered = lease.recover_abandoned()
         remaining = limit
         while remaining is None or remaining > 0:
-            if should_stop is not None and should_stop():
+            if run.stop_requested():
                 break
             batch_size = (
                 settings.batch_size if remaining is None else min(settings.batch_size, remaining)
@@ -475,21 +487,7 @@ def deliver_pending(
             claimed = _claim(session, lease.token, clock(), batch_size)
             if not claimed:
                 break
-            stopped = _send_batch(
-                session,
-                ledger,
-                transport,
-                claimed,
-                settings,
-                factory,
-                pacer,
-                clock,
-                rng,
-                report,
-                progress,
-                should_stop,
-                errors,
-            )
+            stopped = _send_batch(run, ledger, claimed)
             # Nothing of this batch stays in flight past it (release_claims below must not
             # put back a row whose "sent" is still on its way).
             ledger.settle()
@@ -503,8 +501,8 @@ def deliver_pending(
         # Anything still claimed (pause, stop request) goes back to the queue untouched.
         lease.release_claims()
         status = sender_status(session)
-        if not status.paused and status.consecutive_errors != errors[0]:
-            status.consecutive_errors = errors[0]
+        if not status.paused and status.consecutive_errors != run.consecutive_errors:
+            status.consecutive_errors = run.consecutive_errors
             session.commit()
     return report
 
@@ -634,25 +632,57 @@ _BATCH_COLUMNS = (
 )
 
 
-def _send_batch(
-    session: DbSession,
-    ledger: _Ledger,
-    transport: Transport,
-    ids: list[int],
-    settings: _Settings,
-    factory: MessageFactory,
-    pacer: Pacer,
-    clock: Clock,
-    rng: random.Random,
-    report: DeliveryReport,
-    progress: Callable[[int], None] | None,
-    should_stop: Callable[[], bool] | None,
-    errors: list[int],
-) -> bool:
-    """Send one claimed batch; True when the run must stop (paused or asked to stop).
+@dataclass(slots=True)
+class _Run:
+    """What every message of one ``deliver_pending`` run shares, batch after batch."""
 
-    ``errors`` holds the count of consecutive errors across batches (one mutable cell).
-    """
+    session: DbSession
+    transport: Transport
+    settings: _Settings
+    factory: MessageFactory
+    pacer: Pacer
+    clock: Clock
+    rng: random.Random
+    report: DeliveryReport
+    progress: Callable[[int], None] | None
+    should_stop: Callable[[], bool] | None
+    # Errors in a row, across batches and runs (the status row keeps it between runs).
+    consecutive_errors: int
+
+    def stop_requested(self) -> bool:
+        return self.should_stop is not None and self.should_stop()
+
+    def tick(self) -> None:
+        """One more message handled, for the progress bar."""
+        if self.progress is not None:
+            self.progress(1)
+
+    def count(self, outcome: str) -> bool:
+        """Count one message's outcome; whether the errors in a row have now reached
+        ``pause_after``, the point where sending must pause."""
+        if outcome == "ok":
+            self.consecutive_errors = 0
+        elif outcome == "error":
+            self.consecutive_errors += 1
+            limit = self.settings.pause_after
+            return bool(limit) and self.consecutive_errors >= limit
+        return False
+
+    def pause(self, detail: str) -> None:
+        """Pause all sending until an editor resumes it, saying why (``detail``: the last
+        error's reply)."""
+        status = sender_status(self.session)
+        status.consecutive_errors = self.consecutive_errors
+        status.paused = True
+        status.paused_at = self.clock()
+        status.reason = f"paused after {self.consecutive_errors} consecutive errors; last: {detail}"
+        self.report.paused = status.reason
+        self.session.commit()
+
+
+def _send_batch(run: _Run, ledger: _Ledger, ids: list[int]) -> bool:
+    """Send one claimed batch; True when the run must stop (paused or asked to stop)."""
+    session = run.session
     rows = session.execute(
         select(*_BATCH_COLUMNS)
         .join(Subscriber, Delivery.subscriber_id == Subscriber.id)
@@ -660,53 +690,17 @@ def _send_batch(
         .order_by(Delivery.id)
     ).all()
     session.commit()
-    threads = _parallelism(session, transport)
+    threads = _parallelism(session, run.transport)
     if threads > 1:
-        return _send_parallel(
-            session,
-            transport,
-            rows,
-            threads,
-            settings,
-            factory,
-            pacer,
-            clock,
-            rng,
-            report,
-            progress,
-            should_stop,
-            errors,
-        )
+        return _send_parallel(run, rows, threads)
     for row in rows:
-        if should_stop is not None and should_stop():
+        if run.stop_requested():
             return True
-        outcome, detail = _deliver_one(
-            ledger,
-            transport,
-            Job(*row[:6]),
-            _reader(row),
-            settings,
-            factory,
-            pacer,
-            clock,
-            rng,
-            report,
-        )
-        if progress is not None:
-            progress(1)
-        if outcome == "error":
-            errors[0] += 1
-            if settings.pause_after and errors[0] >= settings.pause_after:
-                status = sender_status(session)
-                status.consecutive_errors = errors[0]
-                status.paused = True
-                status.paused_at = clock()
-                status.reason = f"paused after {errors[0]} consecutive errors; last: {detail}"
-                report.paused = status.reason
-                session.commit()
-                return True
-        elif outcome == "ok":
-            errors[0] = 0
+        outcome, detail = _deliver_one(run, ledger, Job(*row[:6]), _reader(row), run.report)
+        run.tick()
+        if run.count(outcome):
+            run.pause(detail)
+            return True
     return False
 
 
@@ -743,21 +737,7 @@ def _parallelism(session: DbSession, transport: Transport) -> int:
     return 1
 
 
-def _send_parallel(
-    session: DbSession,
-    transport: Transport,
-    rows: Sequence[Any],
-    threads: int,
-    settings: _Settings,
-    factory: MessageFactory,
-    pacer: Pacer,
-    clock: Clock,
-    rng: random.Random,
-    report: DeliveryReport,
-    progress: Callable[[int], None] | None,
-    should_stop: Callable[[], bool] | None,
-    errors: list[int],
-) -> bool:
+def _send_parallel(run: _Run, rows: Sequence[Any], threads: int) -> bool:
     """``_send_batch`` over ``threads`` SMTP connections at once (PostgreSQL).
 
     Variants are rendered here first, so the threads only fill slots, talk SMTP and record
@@ -770,19 +750,22 @@ def _send_parallel(
         if job.edition_id is not None:
             # A failure here is recorded on the row by the thread that meets it again.
             with contextlib.suppress(Exception):
-                factory.prepared(factory.edition(job.edition_id), reader)
+                run.factory.prepared(run.factory.edition(job.edition_id), reader)
     # One ledger per thread, kept for the whole batch: a thread's mark in flight is settled
     # before that same thread's next message can be accepted, so at most ``threads``
     # accepted messages are unrecorded at any moment.
     own = threading.local()
-    opened = [_Ledger(session) for _ in range(threads)]
+    opened = [_Ledger(run.session) for _ in range(threads)]
     spare: queue.SimpleQueue[_Ledger] = queue.SimpleQueue()
     for ledger in opened:
         spare.put(ledger)
     halt = threading.Event()
+    counting = threading.Lock()
+    # The last reply of the error that reached pause_after, once one has.
+    pausing: list[str] = []
 
-    def work(item: tuple[Job, Reader]) -> tuple[str, str, DeliveryReport] | None:
-        if halt.is_set() or (should_stop is not None and should_stop()):
+    def work(item: tuple[Job, Reader]) -> DeliveryReport | None:
+        if halt.is_set() or run.stop_requested():
             return None
         job, reader = item
         mine = DeliveryReport()
@@ -791,49 +774,36 @@ def _send_parallel(
             # The pool never runs more than ``threads`` threads: one spare each.
             ledger = own.ledger = spare.get_nowait()
         with app.app_context():
-            outcome, detail = _deliver_one(
-                ledger, transport, job, reader, settings, factory, pacer, clock, rng, mine
-            )
-        return outcome, detail, mine
+            outcome, detail = _deliver_one(run, ledger, job, reader, mine)
+        # Counted as each message ends (not in the batch's order), so the error that
+        # reaches pause_after stops the other connections before they take another one.
+        with counting:
+            if run.count(outcome) and not halt.is_set():
+                halt.set()
+                pausing.append(detail)
+        return mine
 
     stopped = False
     try:
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            for result in pool.map(work, items):
-                if result is None:
+            for mine in pool.map(work, items):
+                if mine is None:
                     stopped = True
                     continue
-                outcome, detail, mine = result
+                report = run.report
                 report.sent += mine.sent
                 report.retried += mine.retried
                 report.bounced += mine.bounced
                 report.cancelled += mine.cancelled
                 report.errors.extend(mine.errors)
-                if progress is not None:
-                    progress(1)
-                if outcome == "error":
-                    errors[0] += 1
-                    if (
-                        settings.pause_after
-                        and errors[0] >= settings.pause_after
-                        and not halt.is_set()
-                    ):
-                        halt.set()
-                        status = sender_status(session)
-                        status.consecutive_errors = errors[0]
-                        status.paused = True
-                        status.paused_at = clock()
-                        status.reason = (
-                            f"paused after {errors[0]} consecutive errors; last: {detail}"
-                        )
-                        report.paused = status.reason
-                        session.commit()
-                elif outcome == "ok":
-                    errors[0] = 0
+                run.tick()
     finally:
         with contextlib.ExitStack() as closing:
             for ledger in opened:
                 closing.callback(ledger.close)
+    # After the threads: the session is this thread's alone.
+    if pausing:
+        run.pause(pausing[0])
     return stopped or halt.is_set()
 
 
@@ -1004,18 +974,11 @@ class LedgerError(RuntimeError):
 
 
 def _deliver_one(
-    ledger: _Ledger,
-    transport: Transport,
-    job: Job,
-    reader: Reader,
-    settings: _Settings,
-    factory: MessageFactory,
-    pacer: Pacer,
-    clock: Clock,
-    rng: random.Random,
-    report: DeliveryReport,
+    run: _Run, ledger: _Ledger, job: Job, reader: Reader, report: DeliveryReport
 ) -> tuple[str, str]:
-    """Send one message and commit its outcome; returns ("ok"|"error"|"skip", detail)."""
+    """Send one message, commit its outcome and count it in ``report``; returns
+    ("ok"|"error"|"skip", detail)."""
+    settings, clock = run.settings, run.clock
     # A paused reader gets no digest, but does get the link they just asked for.
     allowed = (
         (SubscriberStatus.ACTIVE,)
@@ -1031,18 +994,18 @@ def _deliver_one(
         report.cancelled += 1
         return "skip", ""
     try:
-        message_id, message_bytes = factory.assemble(job, reader, clock())
+        message_id, message_bytes = run.factory.assemble(job, reader, clock())
     except SigningError:
         raise
     except Exception as error:
         # Any failure to build one message (a broken edition, a missing template) is recorded
         # on that row and retried later; it must not stop the other subscribers' mail.
         detail = f"cannot build the message: {error}"
-        _fail(ledger, job, detail, None, settings, clock, rng, report)
+        _fail(run, ledger, job, detail, None, report)
         return "error", detail
-    pacer.wait()
+    run.pacer.wait()
     try:
-        reply = transport.send(
+        reply = run.transport.send(
             message_bytes,
             envelope_sender(settings.return_path, settings.sender, job.id),
             [reader.email],
@@ -1076,26 +1039,25 @@ def _deliver_one(
         report.bounced += 1
         return "ok", error.reply
     except TemporaryFailure as error:
-        _fail(ledger, job, "temporary failure", error.reply, settings, clock, rng, report)
+        _fail(run, ledger, job, "temporary failure", error.reply, report)
         return "error", error.reply
     # This commit is the line between "sent" and "will be sent again after a crash"; on
     # PostgreSQL it completes before the next message can be accepted (``before_end``).
     ledger.mark_sent(job.id, clock(), message_id, reply)
-    pacer.count()
+    run.pacer.count()
     report.sent += 1
     return "ok", reply
 
 
 def _fail(
+    run: _Run,
     ledger: _Ledger,
     job: Job,
     error: str,
     reply: str | None,
-    settings: _Settings,
-    clock: Clock,
-    rng: random.Random,
     report: DeliveryReport,
 ) -> None:
+    settings = run.settings
     attempts = job.attempts + 1
     values: dict[str, Any] = {"last_error": error, "last_reply": reply}
     if attempts >= settings.max_attempts:
@@ -1104,7 +1066,9 @@ def _fail(
         report.bounced += 1
     else:
         values["state"] = DeliveryState.FAILED
-        values["next_attempt_at"] = clock() + retry_delay(attempts, settings.retry_seconds, rng)
+        values["next_attempt_at"] = run.clock() + retry_delay(
+            attempts, settings.retry_seconds, run.rng
+        )
         report.retried += 1
     ledger.outcome(job.id, values)
     report.errors.append(f"{job.id}: {reply or error}")
