@@ -1,4 +1,8 @@
-"""The editor's desk: the day's articles grouped by category and story, and editors' changes."""
+"""The editor's desk: the day's articles grouped by category and story, and editors' changes.
+
+Each change is recorded in the audit trail with the editor and, when it comes from the web,
+the address it came from (``ip``; the admin views pass the request's).
+"""
 
 from __future__ import annotations
 
@@ -217,7 +221,13 @@ def refresh_draft(session: DbSession, day: dt.date, now: dt.datetime) -> Edition
 
 
 def change_category(
-    session: DbSession, article: Article, category: str, editor: Editor, now: dt.datetime
+    session: DbSession,
+    article: Article,
+    category: str,
+    editor: Editor,
+    now: dt.datetime,
+    *,
+    ip: str | None = None,
 ) -> Correction:
     """Set an article's category as a correction the categorizer learns from."""
     if category not in CATEGORIES:
@@ -231,17 +241,29 @@ def change_category(
         editor=editor,
         target=_label(article),
         detail={"from": before, "to": category},
+        ip=ip,
     )
     return correction
 
 
 def set_excluded(
-    session: DbSession, article: Article, excluded: bool, editor: Editor, now: dt.datetime
+    session: DbSession,
+    article: Article,
+    excluded: bool,
+    editor: Editor,
+    now: dt.datetime,
+    *,
+    ip: str | None = None,
 ) -> None:
     """Leave an article out of editions (or bring it back)."""
     article.excluded = excluded
     audit.record(
-        session, "exclude" if excluded else "include", now, editor=editor, target=_label(article)
+        session,
+        "exclude" if excluded else "include",
+        now,
+        editor=editor,
+        target=_label(article),
+        ip=ip,
     )
 
 
@@ -251,6 +273,8 @@ def pin_lead(
     article: Article | None,
     editor: Editor,
     now: dt.datetime,
+    *,
+    ip: str | None = None,
 ) -> None:
     """Make ``article`` the edition's lead whatever the automatic choice; None unpins."""
     ensure_editable(edition)
@@ -265,11 +289,18 @@ def pin_lead(
         now,
         editor=editor,
         target=_label(article) if article else edition.day.isoformat(),
+        ip=ip,
     )
 
 
 def merge_story(
-    session: DbSession, article: Article, into: Article, editor: Editor, now: dt.datetime
+    session: DbSession,
+    article: Article,
+    into: Article,
+    editor: Editor,
+    now: dt.datetime,
+    *,
+    ip: str | None = None,
 ) -> str:
     """Put ``article``'s whole story into the story of ``into``; returns the kept key."""
     if article.id == into.id:
@@ -292,11 +323,14 @@ def merge_story(
         editor=editor,
         target=_label(into),
         detail={"merged": [m.id for m in members]},
+        ip=ip,
     )
     return key
 
 
-def split_story(session: DbSession, article: Article, editor: Editor, now: dt.datetime) -> str:
+def split_story(
+    session: DbSession, article: Article, editor: Editor, now: dt.datetime, *, ip: str | None = None
+) -> str:
     """Take ``article`` out of its story into one of its own; returns its new key."""
     old = article.story_key
     article.story_key = f"editor-{article.id}"
@@ -306,13 +340,25 @@ def split_story(session: DbSession, article: Article, editor: Editor, now: dt.da
         for member in session.scalars(select(Article).where(Article.story_key == old)):
             member.story_by_editor = True
     audit.record(
-        session, "story.split", now, editor=editor, target=_label(article), detail={"from": old}
+        session,
+        "story.split",
+        now,
+        editor=editor,
+        target=_label(article),
+        detail={"from": old},
+        ip=ip,
     )
     return article.story_key
 
 
 def set_intro(
-    session: DbSession, edition: Edition, source: str, editor: Editor, now: dt.datetime
+    session: DbSession,
+    edition: Edition,
+    source: str,
+    editor: Editor,
+    now: dt.datetime,
+    *,
+    ip: str | None = None,
 ) -> None:
     """Store the edition's introduction (Markdown; rendered and sanitized when shown)."""
     ensure_editable(edition)
@@ -328,6 +374,7 @@ def set_intro(
         editor=editor,
         target=edition.day.isoformat(),
         detail={"chars": len(text)},
+        ip=ip,
     )
 
 

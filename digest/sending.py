@@ -1,4 +1,8 @@
-"""What editors do with an edition's mail: preview it as sent, test it, send, pause, cancel."""
+"""What editors do with an edition's mail: preview it as sent, test it, send, pause, cancel.
+
+Each action is recorded in the audit trail with the editor and, when it comes from the web,
+the address it came from (``ip``; the admin views pass the request's).
+"""
 
 from __future__ import annotations
 
@@ -169,6 +173,8 @@ def send_test(
     editor: Editor,
     config: Mapping[str, Any],
     now: dt.datetime,
+    *,
+    ip: str | None = None,
 ) -> Delivery:
     """Queue the real message to the editor's own address, subject prefixed "[Test]".
 
@@ -195,6 +201,7 @@ def send_test(
         editor=editor,
         target=edition.day.isoformat(),
         detail={"to": editor.email},
+        ip=ip,
     )
     return delivery
 
@@ -242,6 +249,8 @@ def approve(
     editor: Editor,
     now: dt.datetime,
     config: Mapping[str, Any] | None = None,
+    *,
+    ip: str | None = None,
 ) -> int | None:
     """Approve a draft (or held) edition for the scheduled send.
 
@@ -252,7 +261,9 @@ def approve(
         raise SendingError(f"The edition is already {edition.status}.")
     edition.status = EditionStatus.APPROVED
     edition.approved_at = now
-    audit.record(session, "edition.approve", now, editor=editor, target=edition.day.isoformat())
+    audit.record(
+        session, "edition.approve", now, editor=editor, target=edition.day.isoformat(), ip=ip
+    )
     if config and config.get("APPROVAL_REQUIRED"):
         send_at = _local_moment(edition.day, str(config["SEND_AT"]), str(config["TIMEZONE"]))
         if now >= send_at:
@@ -260,16 +271,20 @@ def approve(
     return None
 
 
-def hold(session: DbSession, edition: Edition, editor: Editor, now: dt.datetime) -> None:
+def hold(
+    session: DbSession, edition: Edition, editor: Editor, now: dt.datetime, *, ip: str | None = None
+) -> None:
     """Hold an edition: the scheduled send leaves it alone until someone sends it."""
     if edition.is_frozen:
         raise SendingError(f"The edition is already {edition.status}.")
     edition.status = EditionStatus.HELD
     edition.approved_at = None
-    audit.record(session, "edition.hold", now, editor=editor, target=edition.day.isoformat())
+    audit.record(session, "edition.hold", now, editor=editor, target=edition.day.isoformat(), ip=ip)
 
 
-def send_now(session: DbSession, edition: Edition, editor: Editor, now: dt.datetime) -> int:
+def send_now(
+    session: DbSession, edition: Edition, editor: Editor, now: dt.datetime, *, ip: str | None = None
+) -> int:
     """Freeze the edition and queue it for every subscriber; the workers deliver it.
 
     Returns how many deliveries were queued (rows an editor cancelled are queued again).
@@ -292,7 +307,7 @@ def send_now(session: DbSession, edition: Edition, editor: Editor, now: dt.datet
         )
         .values(state=DeliveryState.QUEUED, last_error=None, next_attempt_at=now),
     ).rowcount
-    audit.record(session, "edition.send", now, editor=editor, target=edition.day.isoformat())
+    audit.record(session, "edition.send", now, editor=editor, target=edition.day.isoformat(), ip=ip)
     session.commit()
     queued = queue_edition(session, edition, now)
     return queued + (requeued or 0)
@@ -310,22 +325,24 @@ def _has_cancelled_rows(session: DbSession, edition: Edition) -> bool:
     )
 
 
-def pause(session: DbSession, editor: Editor, now: dt.datetime) -> None:
+def pause(session: DbSession, editor: Editor, now: dt.datetime, *, ip: str | None = None) -> None:
     """Stop all sending after the messages in hand; nothing is lost, resume continues."""
     status = sender_status(session)
     status.paused = True
     status.paused_at = now
     status.reason = f"paused by {editor.email}"
-    audit.record(session, "sending.pause", now, editor=editor)
+    audit.record(session, "sending.pause", now, editor=editor, ip=ip)
 
 
-def resume(session: DbSession, editor: Editor, now: dt.datetime) -> None:
+def resume(session: DbSession, editor: Editor, now: dt.datetime, *, ip: str | None = None) -> None:
     """Let the workers send again."""
-    audit.record(session, "sending.resume", now, editor=editor)
+    audit.record(session, "sending.resume", now, editor=editor, ip=ip)
     resume_sending(session)
 
 
-def cancel(session: DbSession, edition: Edition, editor: Editor, now: dt.datetime) -> int:
+def cancel(
+    session: DbSession, edition: Edition, editor: Editor, now: dt.datetime, *, ip: str | None = None
+) -> int:
     """Cancel every delivery of the edition not yet handed over; returns how many.
 
     Messages already accepted by the mail server cannot be called back. An edition nobody
@@ -361,6 +378,7 @@ def cancel(session: DbSession, edition: Edition, editor: Editor, now: dt.datetim
         editor=editor,
         target=edition.day.isoformat(),
         detail={"cancelled": cancelled},
+        ip=ip,
     )
     return cancelled
 

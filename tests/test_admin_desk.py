@@ -37,7 +37,7 @@ def test_correcting_a_category_is_stored_learned_and_shown(app: Flask) -> None:
     assert "Le Raja remporte le derby" in sport and "set by an editor" in sport
     assert "0 flagged" in html
     event = db.session.scalar(db.select(AuditEvent).where(AuditEvent.action == "correction"))
-    assert event.detail == {"from": "politics", "to": "sport"}
+    assert (event.detail, event.ip) == ({"from": "politics", "to": "sport"}, "127.0.0.1")
     # Re-classification leaves the editor's choice alone.
     classify_articles(db.session, NOON)
     db.session.commit()

@@ -210,6 +210,14 @@ def test_pause_holds_the_queue_and_resume_lets_it_go(app: Flask) -> None:
     client.post(f"{EDITION}/resume")
     deliver_pending(db.session, app_transport(app), NOON)
     assert [m["To"] for m in memory_outbox(app)] == ["r@example.org"]
+    # The audit trail has each step with who took it and from where.
+    trail = db.session.execute(
+        db.select(AuditEvent.action, AuditEvent.actor, AuditEvent.ip).order_by(AuditEvent.id)
+    ).all()
+    assert [tuple(event) for event in trail if event.action != "login"] == [
+        (action, "editor@digest.test", "127.0.0.1")
+        for action in ("edition.send", "sending.pause", "sending.resume")
+    ]
 
 
 def test_cancel_stops_what_is_not_sent_and_send_now_resumes_it(app: Flask) -> None:

@@ -22,7 +22,7 @@ from digest import desk, sending, settings
 from digest.extensions import db
 from digest.models import CATEGORIES, Edition, ScheduledRun, Subscriber
 from digest.richtext import MAX_INTRO_CHARS, markdown_to_html
-from digest.web.admin.blueprint import bp, current_editor, local_today, now, parse_day
+from digest.web.admin.blueprint import bp, client_ip, current_editor, local_today, now, parse_day
 
 
 @bp.route("/editions/", endpoint="editions")
@@ -133,28 +133,28 @@ def _run(edition: Edition, action: str) -> ResponseReturnValue:
     config = settings.effective_config(db.session, current_app.config)
     try:
         if action == "test":
-            sending.send_test(db.session, edition, editor, config, moment)
+            sending.send_test(db.session, edition, editor, config, moment, ip=client_ip())
             message = f"A test is on its way to {editor.email}."
         elif action == "approve":
-            started = sending.approve(db.session, edition, editor, moment, config)
+            started = sending.approve(db.session, edition, editor, moment, config, ip=client_ip())
             if started is None:
                 message = "Approved: it goes out at the scheduled time."
             else:
                 message = f"Approved after the scheduled time: {started} message(s) queued."
         elif action == "hold":
-            sending.hold(db.session, edition, editor, moment)
+            sending.hold(db.session, edition, editor, moment, ip=client_ip())
             message = "Held: the scheduled send will leave it alone."
         elif action == "send":
-            queued = sending.send_now(db.session, edition, editor, moment)
+            queued = sending.send_now(db.session, edition, editor, moment, ip=client_ip())
             message = f"Sending: {queued} message(s) queued."
         elif action == "pause":
-            sending.pause(db.session, editor, moment)
+            sending.pause(db.session, editor, moment, ip=client_ip())
             message = "Sending is paused."
         elif action == "resume":
-            sending.resume(db.session, editor, moment)
+            sending.resume(db.session, editor, moment, ip=client_ip())
             message = "Sending resumed."
         elif action == "cancel":
-            cancelled = sending.cancel(db.session, edition, editor, moment)
+            cancelled = sending.cancel(db.session, edition, editor, moment, ip=client_ip())
             message = f"Cancelled {cancelled} message(s) not yet sent."
         else:
             abort(404)

@@ -12,7 +12,15 @@ from digest.compose import NothingToCompose
 from digest.extensions import db
 from digest.jobs import prepare_edition
 from digest.models import Article
-from digest.web.admin.blueprint import audit_action, bp, current_editor, local_today, now, parse_day
+from digest.web.admin.blueprint import (
+    audit_action,
+    bp,
+    client_ip,
+    current_editor,
+    local_today,
+    now,
+    parse_day,
+)
 
 
 @bp.route("/", endpoint="desk")
@@ -76,7 +84,7 @@ def change_category(article_id: int) -> ResponseReturnValue:
     article, day = _article_or_404(article_id), _form_day()
     category = request.form.get("category", "")
     try:
-        desk.change_category(db.session, article, category, current_editor(), now())
+        desk.change_category(db.session, article, category, current_editor(), now(), ip=client_ip())
     except (desk.DeskError, ValueError) as error:
         return _refused(day, desk.DeskError(str(error)))
     edition = desk.edition_of(db.session, day)
@@ -91,7 +99,7 @@ def exclude_article(article_id: int) -> ResponseReturnValue:
     excluded = request.form.get("excluded", "1") != "0"
     try:
         desk.ensure_editable(desk.edition_of(db.session, day))
-        desk.set_excluded(db.session, article, excluded, current_editor(), now())
+        desk.set_excluded(db.session, article, excluded, current_editor(), now(), ip=client_ip())
     except desk.DeskError as error:
         return _refused(day, error)
     verb = "left out of" if excluded else "back in"
@@ -106,7 +114,7 @@ def pin_lead(article_id: int) -> ResponseReturnValue:
     if edition is None:
         return _refused(day, desk.DeskError("Build the edition first, then pin its lead."))
     try:
-        desk.pin_lead(db.session, edition, article, current_editor(), now())
+        desk.pin_lead(db.session, edition, article, current_editor(), now(), ip=client_ip())
     except desk.DeskError as error:
         return _refused(day, error)
     return _apply(day, f"“{article.title}” leads the edition.", f"article-{article.id}")
@@ -120,7 +128,7 @@ def unpin_lead(day: str) -> ResponseReturnValue:
     if edition is None:
         abort(404)
     try:
-        desk.pin_lead(db.session, edition, None, current_editor(), now())
+        desk.pin_lead(db.session, edition, None, current_editor(), now(), ip=client_ip())
     except desk.DeskError as error:
         return _refused(date, error)
     return _apply(date, "The lead is chosen automatically again.")
@@ -133,7 +141,7 @@ def merge_story(article_id: int) -> ResponseReturnValue:
     into = _article_or_404(request.form.get("into", 0, type=int) or 0)
     try:
         desk.ensure_editable(desk.edition_of(db.session, day))
-        desk.merge_story(db.session, article, into, current_editor(), now())
+        desk.merge_story(db.session, article, into, current_editor(), now(), ip=client_ip())
     except desk.DeskError as error:
         return _refused(day, error)
     return _apply(day, f"Merged into the story of “{into.title}”.", f"article-{into.id}")
@@ -145,7 +153,7 @@ def split_story(article_id: int) -> ResponseReturnValue:
     article, day = _article_or_404(article_id), _form_day()
     try:
         desk.ensure_editable(desk.edition_of(db.session, day))
-        desk.split_story(db.session, article, current_editor(), now())
+        desk.split_story(db.session, article, current_editor(), now(), ip=client_ip())
     except desk.DeskError as error:
         return _refused(day, error)
     return _apply(day, f"“{article.title}” is a story of its own.", f"article-{article.id}")
@@ -159,7 +167,14 @@ def edition_intro(day: str) -> ResponseReturnValue:
     if edition is None:
         abort(404)
     try:
-        desk.set_intro(db.session, edition, request.form.get("intro", ""), current_editor(), now())
+        desk.set_intro(
+            db.session,
+            edition,
+            request.form.get("intro", ""),
+            current_editor(),
+            now(),
+            ip=client_ip(),
+        )
     except desk.DeskError as error:
         db.session.rollback()
         flash(str(error), "error")
