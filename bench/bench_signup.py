@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REQUESTS = int(os.environ.get("BENCH_SIGNUP_REQUESTS", "1000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 CONCURRENCY = int(os.environ.get("BENCH_SIGNUP_CONCURRENCY", "8"))
-# gunicorn's documented starting point, (2 x cores) + 1 sync workers, as in
+# gunicorn's documented starting point, (2 x cores) + 1 workers, as in
 # deploy/gunicorn.conf.py: while one worker waits on the database another uses the core.
 WORKERS = os.environ.get("BENCH_GUNICORN_WORKERS") or str(min(2 * (os.cpu_count() or 1) + 1, 8))
 # sync: each request on a connection of its own, as a reverse proxy without upstream
