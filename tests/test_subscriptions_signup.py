@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from digest.extensions import db
 from digest.models import Delivery, Subscriber
 from tests.database_helpers import (
     AnotherRequest,
+    all_at_once,
     behind_held_writes,
     database_work,
     mail_kinds,
@@ -151,20 +151,17 @@ def test_an_active_reader_gets_three_manage_links_a_day_at_most(app: Flask) -> N
 # ----------------------------------------------------------------------------- concurrency
 
 
+def _sign_up_of_ana(app: Flask) -> AnotherRequest[subscriptions.SignUpResult]:
+    return AnotherRequest(app, subscriptions.sign_up, now=NOW, email="ana@example.org", **FORM)
+
+
 @pytest.mark.parametrize("status", [None, "pending", "active"])
 def test_many_sign_ups_of_one_address_at_once_keep_one_row_and_the_cap(
     app: Flask, status: str | None
 ) -> None:
     if status:
         _add("ana@example.org", status)
-    start = threading.Barrier(6)
-    requests = [
-        AnotherRequest(app, subscriptions.sign_up, start, now=NOW, email="ana@example.org", **FORM)
-        for _ in range(6)
-    ]
-    for request in requests:
-        request.start()
-    results = [request.finish() for request in requests]
+    results = all_at_once([_sign_up_of_ana(app) for _ in range(6)])
     (ana,) = db.session.scalars(select(Subscriber)).all()
     # Whichever way they interleave: one row, each mail reported queued is there once, and
     # no more than the cap reach the inbox. Sign-ups that overlap on PostgreSQL step aside
@@ -185,10 +182,6 @@ def test_many_sign_ups_of_one_address_at_once_keep_one_row_and_the_cap(
             Outcome.CONCURRENT,
         }
         assert set(mail_kinds(ana.email)) == {"confirm"}
-
-
-def _sign_up_of_ana(app: Flask) -> AnotherRequest[subscriptions.SignUpResult]:
-    return AnotherRequest(app, subscriptions.sign_up, now=NOW, email="ana@example.org", **FORM)
 
 
 def test_a_sign_up_meeting_the_same_new_address_being_stored_adds_no_second_row(
