@@ -185,6 +185,8 @@ def run() -> list[str]:
     """Measure hello-world, sign-up and one-click unsubscribe; return report lines."""
     if WORKER_CLASS not in ("sync", "gthread"):
         raise ValueError(f"BENCH_GUNICORN_WORKER_CLASS={WORKER_CLASS!r}: expected sync or gthread")
+    if not (THREADS.isdigit() and int(THREADS) >= 1):
+        raise ValueError(f"BENCH_GUNICORN_THREADS={THREADS!r}: expected a whole number, 1 or more")
     work = Path(tempfile.mkdtemp(prefix="digest-bench-signup-"))
     try:
         return _run_in(work)
