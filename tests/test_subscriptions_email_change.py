@@ -246,18 +246,18 @@ def test_the_cap_holds_when_another_mail_is_being_queued_at_that_moment(app: Fla
     assert len(mail_kinds("new@example.org")) == 3
 
 
+def _change_to_new(session: Any, reader_id: int) -> bool:
+    """One reader's request to move to new@example.org, as its own web request would."""
+    reader = session.get(Subscriber, reader_id)
+    return subscriptions.request_email_change(session, reader, new_email="new@example.org", now=NOW)
+
+
 def test_many_requests_for_one_new_address_at_once_store_one_row_and_queue_the_cap(
     app: Flask,
 ) -> None:
     readers = [_add(f"reader{n}@example.org").id for n in range(6)]
 
-    def change(session: Any, reader_id: int) -> bool:
-        reader = session.get(Subscriber, reader_id)
-        return subscriptions.request_email_change(
-            session, reader, new_email="new@example.org", now=NOW
-        )
-
-    answers = all_at_once([AnotherRequest(app, change, reader_id=r) for r in readers])
+    answers = all_at_once([AnotherRequest(app, _change_to_new, reader_id=r) for r in readers])
     assert (
         len(
             db.session.scalars(
@@ -276,13 +276,7 @@ def test_changes_that_all_meet_store_one_row_and_queue_one_mail_on_postgresql(
     # uncommitted row for the address): the timing the test above leaves to chance.
     readers = [_add(f"reader{n}@example.org").id for n in range(6)]
 
-    def change(session: Any, reader_id: int) -> bool:
-        reader = session.get(Subscriber, reader_id)
-        return subscriptions.request_email_change(
-            session, reader, new_email="new@example.org", now=NOW
-        )
-
-    requests = [AnotherRequest(app, change, reader_id=r) for r in readers]
+    requests = [AnotherRequest(app, _change_to_new, reader_id=r) for r in readers]
     held = insert(Subscriber).values(email="new@example.org", status="pending", created_at=NOW)
     answers = all_behind_one_write(held, requests)
     stored = db.session.scalars(select(Subscriber).where(Subscriber.email == "new@example.org"))
